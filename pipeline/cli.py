@@ -1,0 +1,96 @@
+"""``embedpipe`` command line. Exit codes: 0 success; 2 usage or config error; 3 the run
+completed but dead letters exceeded the tolerance; 75 jobs still pending (status,
+collect); 1 any other failure. Unknown ``--flags`` are passed to Beam as pipeline options.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_DEADLETTERS, EXIT_PENDING = 0, 1, 2, 3, 75
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML run config (e.g. configs/local.yaml)")
+    p.add_argument("--sources", nargs="+", metavar="URI", help="override sources")
+    p.add_argument("--output", help="override output (local path or gs://)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key by its dotted name")
+
+
+def _existing_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", required=True, help="the run output (local path or gs://)")
+    p.add_argument("--run", dest="run_id", help="run id (default: the newest run)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="embedpipe", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log INFO messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("run", "list, chunk, submit, wait, collect, write embeddings and build the index"),
+        ("plan", "write plan.json and print the estimate; submits nothing"),
+        ("submit", "list, chunk, write request files, submit the first wave; exits"),
+    ):
+        _run_args(sub.add_parser(name, help=help_text))
+    for name, help_text in (
+        ("status", "job states from the ledger; exit 0 when all ended, 75 while pending"),
+        ("collect", "collect ended jobs, submit next waves, write embeddings and index"),
+        ("index", "(re)build the index of a run"),
+    ):
+        _existing_run_args(sub.add_parser(name, help=help_text))
+    q = sub.add_parser("query", help="search a run's index")
+    _existing_run_args(q)
+    q.add_argument("text", nargs="?", help="query text")
+    q.add_argument("--image", help="query by an image file")
+    q.add_argument("--file", help="query by a file (PDF, audio, video, text)")
+    q.add_argument("-k", type=int, default=5, help="number of results")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    e = sub.add_parser("emulator", help="serve the Gemini API emulator")
+    e.add_argument("--host", default="127.0.0.1")
+    e.add_argument("--port", type=int, default=8765)
+    e.add_argument("--api-key", help="require this key (default: accept any non-empty key)")
+    e.add_argument("--state-dir", help="persist files and jobs here across restarts")
+    e.add_argument("--pending-seconds", type=float, default=0.0)
+    e.add_argument("--running-seconds", type=float, default=0.0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    stray = [a for a in beam_args if not a.startswith("--")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    from pipeline import commands
+    from pipeline.config import ConfigError
+    from pipeline.run import BudgetExceeded
+
+    try:
+        return commands.dispatch(args, beam_args)
+    except (ConfigError, BudgetExceeded) as exc:
+        print(f"embedpipe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except FileNotFoundError as exc:
+        print(f"embedpipe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAIL
+    except Exception as exc:  # the last line of defence: a message, not a traceback
+        logging.getLogger("embedpipe").debug("failure", exc_info=True)
+        print(f"embedpipe: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+
+
+def print_json(payload) -> None:
+    print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""What each ``embedpipe`` command does, in terms of the run phases in ``pipeline.run``."""
+from __future__ import annotations
+
+import json
+import sys
+
+from pipeline.backend import open_backend
+from pipeline.cli import EXIT_OK, EXIT_PENDING, print_json
+from pipeline.config import load_settings
+from pipeline.run import (
+    RunContext,
+    build_index,
+    check_budget,
+    drive_jobs,
+    finish,
+    jobs_pending,
+    load_run,
+    prepare,
+    summary_text,
+    write_embeddings,
+)
+from pipeline.run_layout import RunPaths, new_run_id, read_json, resolve_run
+
+
+def _new_context(args, beam_args) -> RunContext:
+    settings = load_settings(
+        args.config, overrides=args.overrides, sources=args.sources, output=args.output
+    )
+    paths = RunPaths(settings.config.output, new_run_id(settings.fingerprint()))
+    return RunContext(settings, paths, tuple(beam_args))
+
+
+def _existing_context(args, beam_args) -> RunContext:
+    paths = resolve_run(args.output, args.run_id)
+    return RunContext(load_run(paths), paths, tuple(beam_args))
+
+
+def _complete(ctx: RunContext, plan: dict) -> int:
+    write_embeddings(ctx)
+    report = build_index(ctx)
+    manifest, code = finish(ctx, plan, report)
+    print(summary_text(plan, manifest))
+    print(f"run {ctx.paths.run_id}: {ctx.paths.root}", file=sys.stderr)
+    return code
+
+
+def cmd_plan(args, beam_args) -> int:
+    ctx = _new_context(args, beam_args)
+    plan = prepare(ctx)
+    print_json({k: plan[k] for k in plan if k != "wave_files"})
+    return EXIT_OK
+
+
+def cmd_run(args, beam_args) -> int:
+    ctx = _new_context(args, beam_args)
+    plan = prepare(ctx)
+    check_budget(ctx.settings, plan)
+    with open_backend(ctx.settings) as client:
+        drive_jobs(ctx, client, once=False)
+    return _complete(ctx, plan)
+
+
+def cmd_submit(args, beam_args) -> int:
+    ctx = _new_context(args, beam_args)
+    plan = prepare(ctx)
+    check_budget(ctx.settings, plan)
+    with open_backend(ctx.settings) as client:
+        drive_jobs(ctx, client, once=True)
+    print(ctx.paths.run_id)
+    return EXIT_OK
+
+
+def cmd_status(args, beam_args) -> int:
+    ctx = _existing_context(args, beam_args)
+    from pipeline.jobs import JobDriver
+    from pipeline.run import capacity, request_files
+
+    with open_backend(ctx.settings) as client:
+        driver = JobDriver(
+            client, ctx.paths, request_files(ctx.paths), ctx.settings.config.model,
+            capacity(ctx.settings),
+        )
+        driver.refresh()
+        summary = driver.summary()
+        pending = driver.pending()
+    print_json({"run_id": ctx.paths.run_id, "jobs": summary, "pending": pending})
+    return EXIT_PENDING if pending else EXIT_OK
+
+
+def cmd_collect(args, beam_args) -> int:
+    ctx = _existing_context(args, beam_args)
+    with open_backend(ctx.settings) as client:
+        drive_jobs(ctx, client, once=True)
+        pending = jobs_pending(ctx, client)
+    if pending:
+        print(f"run {ctx.paths.run_id}: jobs still pending", file=sys.stderr)
+        return EXIT_PENDING
+    return _complete(ctx, read_json(ctx.paths.plan))
+
+
+def cmd_index(args, beam_args) -> int:
+    ctx = _existing_context(args, beam_args)
+    report = build_index(ctx)
+    print_json(report)
+    return EXIT_OK
+
+
+def cmd_query(args, beam_args) -> int:
+    from pipeline.query import query_run
+
+    if args.run_id is None:
+        current = read_json(RunPaths(args.output, "-").current)
+        args.run_id = current["run_id"]
+    ctx = _existing_context(args, beam_args)
+    hits = query_run(ctx, text=args.text, image=args.image, file=args.file, k=args.k)
+    if args.json:
+        print(json.dumps(hits, indent=2))
+    else:
+        for rank, hit in enumerate(hits, 1):
+            print(
+                f"{rank:2d}. {hit['score']:.4f}  {hit['source_uri']}  "
+                f"[{hit['unit']} {hit['start']:g}-{hit['end']:g}]"
+            )
+    return EXIT_OK
+
+
+def cmd_emulator(args, beam_args) -> int:
+    from pipeline.emulator import serve_forever
+
+    serve_forever(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        state_dir=args.state_dir,
+        pending_seconds=args.pending_seconds,
+        running_seconds=args.running_seconds,
+    )
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "plan": cmd_plan,
+    "submit": cmd_submit,
+    "status": cmd_status,
+    "collect": cmd_collect,
+    "index": cmd_index,
+    "query": cmd_query,
+    "emulator": cmd_emulator,
+}
+
+
+def dispatch(args, beam_args) -> int:
+    return COMMANDS[args.command](args, beam_args)

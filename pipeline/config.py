@@ -1,0 +1,279 @@
+"""Run configuration: YAML files in ``configs/`` loaded into typed, validated settings.
+
+Every error names the dotted key and says how to fix it, and maps to exit code 2.
+``--set a.b=value`` overrides use the same dotted names; values are parsed as YAML
+scalars so ``--set dimensionality=1536`` is an int and ``--set max_cost_usd=null`` works.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from transforms.limits import load_limits_dir
+from transforms.settings import ChunkSettings, ModelLimits
+
+
+class ConfigError(ValueError):
+    """A bad config file, key or value. Always names the key and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GeminiSettings(_Section):
+    base_url: str | None = Field(
+        None, description="Any endpoint speaking the Gemini REST protocol; null = the real service"
+    )
+    api_key_env: str = Field("GEMINI_API_KEY", description="Name of the env var holding the key")
+    timeout_s: float = Field(60.0, gt=0)
+    retry_attempts: int = Field(6, ge=1, le=20)
+    poll_interval_s: float = Field(30.0, ge=0)
+    max_poll_interval_s: float = Field(300.0, ge=0)
+
+
+class EmulatorSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
+    pending_seconds: float = Field(0.0, ge=0)
+    running_seconds: float = Field(0.0, ge=0)
+    state_dir: str | None = None
+
+
+class TextSettings(_Section):
+    target_chars: int = Field(2000, ge=50, description="Preferred chunk size in characters")
+    overlap_chars: int = Field(200, ge=0, description="Characters repeated between neighbours")
+    title_from_filename: bool = True
+
+
+class MediaSettings(_Section):
+    image_max_side: int = Field(3072, ge=64)
+    inline_max_bytes: int = Field(14_000_000, ge=1024)
+    video_overlap_seconds: float = Field(0.0, ge=0)
+    video_keep_audio: bool = True
+    extract_audio_from_video: bool = False
+    video_min_coverage: float = Field(0.98, gt=0, le=1)
+    truncated_media: Literal["deadletter", "warn"] = "deadletter"
+    pdf_max_pages: int = Field(5000, ge=1)
+    ffmpeg_path: str | None = None
+    ffmpeg_timeout_seconds: float = Field(600.0, gt=0)
+
+
+class RequestSettings(_Section):
+    max_file_bytes: int = Field(256_000_000, ge=10_000, description="Per request file (API: 2 GB)")
+    max_lines_per_file: int = Field(20_000, ge=1)
+    max_tokens_per_file: int | None = Field(
+        None, ge=1, description="Defaults to the enqueued-token quota"
+    )
+
+
+class QuotaSettings(_Section):
+    enqueued_tokens: int = Field(
+        500_000, ge=1, description="Batch enqueued-token quota per model (tiers 0.5M / 5M / 10M)"
+    )
+    max_concurrent_jobs: int = Field(100, ge=1)
+
+
+class IndexSettings(_Section):
+    enabled: bool = True
+    memory_budget: str = "8G"
+    factory: str | None = None
+    nlist: int | None = Field(None, ge=1)
+    nprobe: int | None = Field(None, ge=1)
+    target_recall_at_10: float = Field(0.95, gt=0)
+    max_nprobe: int = Field(256, ge=1)
+    train_sample_max: int | None = Field(None, ge=1)
+    holdout_queries: int = Field(200, ge=1)
+    merge: Literal["ram", "ondisk", "shards"] = "ram"
+    seed: int = 0
+    faiss_threads: int | None = Field(None, ge=1)
+
+
+class RunConfig(_Section):
+    sources: list[str] = Field(default_factory=list)
+    output: str = ""
+    backend: Literal["emulator", "gemini"] = "emulator"
+    model: str = "gemini-embedding-2"
+    dimensionality: int = 768
+    task: str = "RETRIEVAL_DOCUMENT"
+    runner: str = "FnApiRunner"
+    beam_options: list[str] = Field(default_factory=list)
+    limits_dir: str = "limits"
+    pricing_file: str = "pricing.yaml"
+    max_cost_usd: float | None = Field(None, ge=0)
+    deadletter_tolerance: float = Field(
+        0.0, ge=0, le=1, description="Fraction of listed objects allowed to dead-letter (exit 3 above)"
+    )
+    max_attempts: int = Field(3, ge=1, le=10)
+    gemini: GeminiSettings = GeminiSettings()
+    emulator: EmulatorSettings = EmulatorSettings()
+    text: TextSettings = TextSettings()
+    media: MediaSettings = MediaSettings()
+    requests: RequestSettings = RequestSettings()
+    quota: QuotaSettings = QuotaSettings()
+    index: IndexSettings = IndexSettings()
+
+    @field_validator("runner")
+    @classmethod
+    def _known_runner(cls, value: str) -> str:
+        if value in {"DirectRunner", "PrismRunner"}:
+            raise ValueError(
+                f"{value} first tries to download a Prism binary; use FnApiRunner locally "
+                "(it also takes --direct_running_mode / --direct_num_workers) or DataflowRunner"
+            )
+        return value
+
+
+class Settings:
+    """A validated RunConfig plus what it refers to: limits profile, pricing, paths."""
+
+    def __init__(self, config: RunConfig, base_dir: Path):
+        self.config = config
+        self.base_dir = base_dir
+        limits_dir = _resolve(base_dir, config.limits_dir)
+        try:
+            limits = load_limits_dir(str(limits_dir))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"limits_dir: {exc} (fix: point limits_dir at configs/limits)") from exc
+        if config.model not in limits:
+            raise ConfigError(
+                f"model: no limits profile for {config.model!r} in {limits_dir} "
+                f"(known: {', '.join(sorted(limits))}; fix: add {config.model}.yaml there)"
+            )
+        self.limits: ModelLimits = limits[config.model]
+        self.all_limits = limits
+        lo, hi = self.limits.dimensionality_min, self.limits.dimensionality_max
+        if not lo <= config.dimensionality <= hi:
+            raise ConfigError(
+                f"dimensionality: {config.dimensionality} is outside {lo}..{hi} for {config.model} "
+                "(fix: use 768, 1536 or 3072)"
+            )
+        if config.text.overlap_chars >= config.text.target_chars:
+            raise ConfigError(
+                "text.overlap_chars: must be smaller than text.target_chars "
+                f"({config.text.overlap_chars} >= {config.text.target_chars})"
+            )
+        pricing_path = _resolve(base_dir, config.pricing_file)
+        try:
+            self.pricing: dict[str, Any] = yaml.safe_load(pricing_path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"pricing_file: cannot read {pricing_path}: {exc}") from exc
+        if config.model not in self.pricing:
+            raise ConfigError(f"pricing_file: no prices for model {config.model!r} in {pricing_path}")
+        if not config.output:
+            raise ConfigError("output: required (fix: --output DIR or gs://bucket/prefix)")
+
+    def chunk_settings(self) -> ChunkSettings:
+        c = self.config
+        return ChunkSettings(
+            limits=self.limits,
+            text_target_chars=c.text.target_chars,
+            text_overlap_chars=c.text.overlap_chars,
+            title_from_filename=c.text.title_from_filename,
+            image_max_side=c.media.image_max_side,
+            inline_max_bytes=c.media.inline_max_bytes,
+            video_overlap_seconds=c.media.video_overlap_seconds,
+            video_keep_audio=c.media.video_keep_audio,
+            extract_audio_from_video=c.media.extract_audio_from_video,
+            video_min_coverage=c.media.video_min_coverage,
+            truncated_media=c.media.truncated_media,
+            pdf_max_pages=c.media.pdf_max_pages,
+            ffmpeg_path=c.media.ffmpeg_path,
+            ffmpeg_timeout_seconds=c.media.ffmpeg_timeout_seconds,
+        )
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the vectors a chunk gets (model space + chunking)."""
+        material = {
+            "model": self.config.model,
+            "dimensionality": self.config.dimensionality,
+            "task": self.config.task,
+            "chunker": self.chunk_settings().version(),
+        }
+        return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
+
+    def api_key(self) -> str:
+        """The key for the gemini backend, from the environment only (never a flag or a file)."""
+        from transforms.gemini_client import api_key_from_env
+
+        return api_key_from_env(self.config.gemini.api_key_env)
+
+
+def _resolve(base_dir: Path, value: str) -> Path:
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else base_dir / path
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: {key!r} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set dimensionality=1536")
+    key, raw = item.split("=", 1)
+    try:
+        return key.strip(), yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML: {exc}") from exc
+
+
+def load_settings(
+    config_path: str | None,
+    *,
+    overrides: list[str] = (),
+    sources: list[str] | None = None,
+    output: str | None = None,
+) -> Settings:
+    """Read a config file, apply CLI overrides, validate. Raises ConfigError."""
+    tree: dict = {}
+    base_dir = Path.cwd()
+    if config_path:
+        path = Path(config_path)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"--config: cannot read {config_path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--config: {config_path} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"--config: {config_path} must be a mapping of keys to values")
+        tree = loaded
+        base_dir = path.resolve().parent
+    for item in overrides:
+        key, value = parse_override(item)
+        _set_dotted(tree, key, value)
+    if sources:
+        tree["sources"] = list(sources)
+    if output:
+        tree["output"] = output
+    try:
+        config = RunConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    return Settings(config, base_dir)
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key (fix: remove it or check its spelling)")
+        else:
+            got = err.get("input")
+            lines.append(f"{key}: {err['msg']} (got {got!r})")
+    return "; ".join(lines)

@@ -1,0 +1,36 @@
+"""embedpipe: distributed batch embedding pipeline for Gemini Embedding 2.
+
+Also serves as Dataflow's ``--setup_file``: workers install this package (and its
+dependencies) so every module the pipeline pickles by reference is importable there.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="embedpipe",
+    version="0.1.0",
+    description="Batch embedding pipeline for Gemini Embedding 2 on Apache Beam",
+    python_requires=">=3.10",
+    packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*"]),
+    package_data={"pipeline": ["configs/*.yaml"]},
+    install_requires=[
+        "apache-beam[gcp]>=2.70,<3",
+        "google-genai>=2.34,<4",
+        "google-cloud-storage>=2.16,<4",
+        "pyarrow>=16",
+        "numpy>=1.26",
+        "faiss-cpu>=1.9,<2",
+        "PyYAML>=6",
+        "ffmpeg-python>=0.2,<0.3",
+        "imageio-ffmpeg>=0.5",
+        "pypdf[crypto]>=5",
+        "Pillow>=10",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "hypothesis>=6.100",
+            "fpdf2>=2.7",
+        ],
+    },
+    entry_points={"console_scripts": ["embedpipe=pipeline.cli:main"]},
+)

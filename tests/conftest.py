@@ -1,0 +1,32 @@
+"""Shared fixtures: the repo's own limits profiles and chunk settings."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+# Never let google-auth probe a metadata server from tests.
+os.environ.setdefault("NO_GCE_CHECK", "true")
+
+
+@pytest.fixture(scope="session")
+def limits_by_model():
+    from transforms.limits import load_limits_dir
+
+    return load_limits_dir(str(CONFIGS / "limits"))
+
+
+@pytest.fixture(scope="session")
+def limits(limits_by_model):
+    return limits_by_model["gemini-embedding-2"]
+
+
+@pytest.fixture()
+def chunk_settings(limits):
+    from transforms.settings import ChunkSettings
+
+    return ChunkSettings(limits=limits)

@@ -1,0 +1,120 @@
+"""Chunk: route each SourceObject to its modality's chunker; bad input becomes a dead
+letter and the run goes on.
+
+Outputs (tagged): main = Chunk, ``deadletters`` = DeadLetter, ``outcomes`` = one
+ObjectOutcome per object, so the manifest can prove nothing was lost.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable, Iterator
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from transforms import fs
+from transforms.chunk_errors import ChunkingError
+from transforms.chunk_text import chunk_text
+from transforms.settings import ChunkSettings
+from transforms.types import Chunk, DeadLetter, ObjectOutcome, SourceObject
+
+DEADLETTERS = "deadletters"
+OUTCOMES = "outcomes"
+_LOG = logging.getLogger(__name__)
+
+
+def _text(source: SourceObject, settings: ChunkSettings) -> Iterator[Chunk]:
+    return chunk_text(source, fs.read_bytes(source.uri), settings)
+
+
+# detected_type -> (modality, chunker). Media chunkers take a local file path.
+CHUNKERS: dict[str, tuple[str, Callable[[SourceObject, ChunkSettings], Iterator[Chunk]]]] = {
+    "text": ("text", _text),
+}
+
+
+def chunk_source(source: SourceObject, settings: ChunkSettings):
+    """Pure routing: returns (chunks, outcome) or raises ChunkingError."""
+    if source.detected_type == "empty":
+        return [], "empty"
+    entry = CHUNKERS.get(source.detected_type)
+    if entry is None:
+        raise ChunkingError(
+            "unsupported_type",
+            f"detected type {source.detected_type!r}"
+            + (f" ({source.mime_type})" if source.mime_type else "")
+            + " is not supported",
+        )
+    modality, chunker = entry
+    if modality not in settings.limits.modalities:
+        raise ChunkingError(
+            "unsupported_modality",
+            f"model {settings.limits.model} does not embed {modality} inputs",
+        )
+    chunks = list(chunker(source, settings))
+    return chunks, ("chunked" if chunks else "empty")
+
+
+class ChunkDoFn(beam.DoFn):
+    """Thin wrapper around ``chunk_source`` with dead-letter routing and counters."""
+
+    def __init__(self, settings: ChunkSettings):
+        self._settings = settings
+        self._chunks = Metrics.counter("embedpipe", "chunks")
+        self._tokens = Metrics.counter("embedpipe", "chunk_est_tokens")
+        self._dead = Metrics.counter("embedpipe", "deadletters_chunk")
+
+    def process(self, source: SourceObject):
+        try:
+            chunks, status = chunk_source(source, self._settings)
+        except ChunkingError as exc:
+            yield from self._dead_letter(source, exc.error_class, exc.message)
+            return
+        except (OSError, ValueError, RuntimeError, MemoryError) as exc:
+            _LOG.warning("chunking %s failed: %s", source.uri, exc)
+            yield from self._dead_letter(source, type(exc).__name__, str(exc))
+            return
+        for chunk in chunks:
+            self._chunks.inc()
+            self._tokens.inc(chunk.est_tokens)
+            yield chunk
+        yield beam.pvalue.TaggedOutput(
+            OUTCOMES,
+            ObjectOutcome(
+                source.uri, source.generation, source.detected_type, status,
+                len(chunks), source.size_bytes,
+            ),
+        )
+
+    def _dead_letter(self, source: SourceObject, error_class: str, message: str):
+        self._dead.inc()
+        yield beam.pvalue.TaggedOutput(
+            DEADLETTERS,
+            DeadLetter(
+                source_uri=source.uri,
+                stage="chunk",
+                error_class=error_class,
+                message=f"{os.path.basename(source.uri)}: {message}",
+                source_generation=source.generation,
+            ),
+        )
+        yield beam.pvalue.TaggedOutput(
+            OUTCOMES,
+            ObjectOutcome(
+                source.uri, source.generation, source.detected_type, "dead", 0, source.size_bytes
+            ),
+        )
+
+
+class ChunkSources(beam.PTransform):
+    """SourceObjects → Chunks, with tagged ``deadletters`` and ``outcomes``."""
+
+    def __init__(self, settings: ChunkSettings):
+        super().__init__()
+        self._settings = settings
+
+    def expand(self, sources):
+        return sources | "Chunk by modality" >> beam.ParDo(
+            ChunkDoFn(self._settings)
+        ).with_outputs(DEADLETTERS, OUTCOMES, main="chunks")

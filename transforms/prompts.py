@@ -1,0 +1,35 @@
+"""Gemini Embedding 2 task prompts: the task and title are inlined in the text.
+
+Embedding 2 expects ``title: {t} | text: {x}`` for documents and
+``task: search result | query: {q}`` for queries (Vertex AI embeddings docs, research
+gemini-batch-api.md §3) instead of a ``taskType`` field.
+"""
+from __future__ import annotations
+
+MAX_TITLE_CHARS = 100
+
+
+def clean_title(title: str | None) -> str:
+    """One line, bounded length, ``none`` when absent (the documented placeholder)."""
+    if not title:
+        return "none"
+    flat = " ".join(title.replace("|", " ").split())
+    return flat[:MAX_TITLE_CHARS] or "none"
+
+
+def document_prefix(title: str | None) -> str:
+    return f"title: {clean_title(title)} | text: "
+
+
+def query_text(query: str) -> str:
+    return f"task: search result | query: {query}"
+
+
+def estimate_text_tokens(text: str) -> int:
+    """Cost-planning estimate: a digit is a token, other text ~4 UTF-8 bytes per token.
+
+    Never above the UTF-8 byte count, which is the provable upper bound.
+    """
+    digits = sum(ch.isdigit() for ch in text)
+    other = len(text.encode("utf-8")) - digits
+    return digits + -(-other // 4)
