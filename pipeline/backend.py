@@ -10,7 +10,7 @@ from typing import Iterator
 from pipeline.config import Settings
 from pipeline.emulator import EmulatorServer
 from transforms import fs
-from transforms.gemini_client import BatchClient, make_client
+from transforms.gemini_client import BatchClient
 
 
 def emulator_state_dir(settings: Settings) -> str | None:
@@ -40,18 +40,15 @@ def open_backend(settings: Settings) -> Iterator[BatchClient]:
         )
         base_url = server.start()
         try:
-            yield BatchClient(
-                make_client(base_url, key, timeout_s=c.gemini.timeout_s,
-                            retry_attempts=c.gemini.retry_attempts)
+            yield BatchClient.connect(
+                base_url, key, timeout_s=c.gemini.timeout_s, retry_attempts=c.gemini.retry_attempts
             )
         finally:
             server.stop()
         return
-    yield BatchClient(
-        make_client(
-            c.gemini.base_url,
-            settings.api_key(),
-            timeout_s=c.gemini.timeout_s,
-            retry_attempts=c.gemini.retry_attempts,
-        )
+    yield BatchClient.connect(
+        c.gemini.base_url,
+        settings.api_key(),
+        timeout_s=c.gemini.timeout_s,
+        retry_attempts=c.gemini.retry_attempts,
     )
