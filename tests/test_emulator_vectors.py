@@ -18,7 +18,7 @@ from PIL import Image, ImageEnhance
 from pipeline.emulator import EmulatorServer
 from pipeline.emulator.embedder import Embedder
 from pipeline.emulator.errors import ApiError
-from pipeline.emulator.tokens import estimate_text_tokens
+from transforms.tokens import estimate_text_tokens
 from pipeline.emulator.vectors import DIM, featurise_audio, featurise_video, strip_prompt_prefix, text_vector
 from transforms.limits import DEFAULT_CONFIG_DIR, load_limits_dir, load_tokens_per_unit
 

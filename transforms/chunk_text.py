@@ -13,7 +13,8 @@ import os
 from typing import Iterator
 
 from transforms.chunk_errors import ChunkingError
-from transforms.prompts import document_prefix, estimate_text_tokens
+from transforms.prompts import document_prefix
+from transforms.tokens import estimate_text_tokens
 from transforms.settings import ChunkSettings
 from transforms.types import Chunk, Locator, SourceObject, make_chunk_id
 

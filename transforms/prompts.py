@@ -23,13 +23,3 @@ def document_prefix(title: str | None) -> str:
 
 def query_text(query: str) -> str:
     return f"task: search result | query: {query}"
-
-
-def estimate_text_tokens(text: str) -> int:
-    """Cost-planning estimate: a digit is a token, other text ~4 UTF-8 bytes per token.
-
-    Never above the UTF-8 byte count, which is the provable upper bound.
-    """
-    digits = sum(ch.isdigit() for ch in text)
-    other = len(text.encode("utf-8")) - digits
-    return digits + -(-other // 4)

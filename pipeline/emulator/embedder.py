@@ -14,7 +14,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from pipeline.emulator.errors import ApiError, invalid_argument, not_found
-from pipeline.emulator.tokens import estimate_text_tokens
+from transforms.tokens import estimate_text_tokens
 from pipeline.emulator.vectors import (
     DIM, MEDIA_HANDLERS, combine, modality_of, sized_media_tokens, text_vector,
 )

@@ -1,7 +1,8 @@
 """Deterministic token estimator that behaves like a byte-fallback BPE tokenizer.
 
-The real Gemini tokenizer is not available offline, so the emulator counts tokens with
-a regex that mimics Gemma-family BPE: digits and CJK characters are one token each,
+The real Gemini tokenizer is not available offline. The pipeline plans costs and the
+emulator bills with this one estimate, so a plan against the emulator is exact and a
+plan against the service is an estimate. It mimics Gemma-family BPE: digits and CJK characters are one token each,
 letter runs take about one token per four UTF-8 bytes, a single space is merged into
 the next word, and emoji cost up to two tokens.
 
