@@ -16,6 +16,10 @@ from apache_beam.metrics import Metrics
 from transforms import fs
 from transforms.chunk_errors import ChunkingError
 from transforms.chunk_text import chunk_text
+from transforms.media.audio import chunk_audio
+from transforms.media.image import chunk_image
+from transforms.media.pdf import chunk_pdf
+from transforms.media.video import chunk_video
 from transforms.settings import ChunkSettings
 from transforms.types import Chunk, DeadLetter, ObjectOutcome, SourceObject
 
@@ -28,9 +32,25 @@ def _text(source: SourceObject, settings: ChunkSettings) -> Iterator[Chunk]:
     return chunk_text(source, fs.read_bytes(source.uri), settings)
 
 
-# detected_type -> (modality, chunker). Media chunkers take a local file path.
+def _from_local_file(chunker):
+    """Media chunkers need a file path (ffmpeg, pypdf): gs:// objects go to a temp file
+    that is removed once the chunker is done."""
+
+    def run(source: SourceObject, settings: ChunkSettings) -> Iterator[Chunk]:
+        suffix = os.path.splitext(source.uri)[1]
+        with fs.local_copy(source.uri, suffix=suffix) as local:
+            yield from chunker(source, local, settings)
+
+    return run
+
+
+# detected_type -> (modality, chunker).
 CHUNKERS: dict[str, tuple[str, Callable[[SourceObject, ChunkSettings], Iterator[Chunk]]]] = {
     "text": ("text", _text),
+    "pdf": ("pdf", _from_local_file(chunk_pdf)),
+    "image": ("image", _from_local_file(chunk_image)),
+    "audio": ("audio", _from_local_file(chunk_audio)),
+    "video": ("video", _from_local_file(chunk_video)),
 }
 
 

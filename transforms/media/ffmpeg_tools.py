@@ -1,0 +1,302 @@
+"""ffmpeg with a wall-clock timeout, and probing without ffprobe.
+
+Only ``ffmpeg`` is guaranteed (``imageio-ffmpeg`` ships no ffprobe), so probing uses two
+ffmpeg runs: the input header it prints (duration, streams, codecs, size) and a packet scan
+through the ``framecrc`` muxer with stream copy — one line per packet with its exact
+timestamps and keyframe flag, no decoding (~0.15 s per 5 min of 360p). The scan reads the
+packets through the same demuxer and timestamp handling that later cuts the file, so
+keyframe times and cut times share one timeline.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
+
+import ffmpeg
+
+ENV_FFMPEG = "EMBEDPIPE_FFMPEG"
+GLOBAL_ARGS = ("-hide_banner", "-nostdin", "-nostats")
+NOPTS = -(2**63)
+KEY_FLAG = 0x1
+
+
+class FfmpegError(RuntimeError):
+    """ffmpeg failed or timed out; ``stderr`` holds its log for the dead letter."""
+
+    def __init__(self, message: str, stderr: str = "", timed_out: bool = False):
+        super().__init__(message)
+        self.stderr = stderr
+        self.timed_out = timed_out
+
+    def reason(self) -> str:
+        """ffmpeg's own diagnosis, minus log prefixes and the lines that only repeat it."""
+        lines = []
+        for line in self.stderr.splitlines():
+            line = _LOG_PREFIX_RE.sub("", line).strip()
+            if line and not line.startswith(_NOISE_PREFIXES) and line not in lines:
+                lines.append(line)
+        return "; ".join(lines[-3:]) or str(self)
+
+
+_LOG_PREFIX_RE = re.compile(r"^(\[[^\]]*\] )+")
+_NOISE_PREFIXES = (
+    "Error opening input file ",
+    "Error opening input files:",
+    "Last message repeated",
+)
+
+
+@lru_cache(maxsize=1)
+def _bundled_ffmpeg() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def resolve_ffmpeg(explicit: str | None = None) -> str:
+    """Explicit path, then ``$EMBEDPIPE_FFMPEG``, then ``PATH``, then imageio-ffmpeg's binary."""
+    for candidate in (explicit, os.environ.get(ENV_FFMPEG)):
+        if candidate:
+            return candidate
+    return shutil.which("ffmpeg") or _bundled_ffmpeg()
+
+
+def input_path(path: str) -> str:
+    """Absolute ``file:`` URL so names with ``:`` or a leading ``-`` are never protocols/flags."""
+    return "file:" + os.path.abspath(path)
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    index: int
+    kind: str  # video | audio | subtitle | data | attachment
+    codec: str
+    pix_fmt: str | None = None
+    width: int = 0
+    height: int = 0
+    sample_rate: int = 0
+    channels: int = 0
+    bitrate_kbps: int = 0
+    attached_pic: bool = False
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    format_name: str
+    duration: float | None
+    bitrate_kbps: int
+    streams: tuple[StreamInfo, ...]
+
+    @property
+    def video(self) -> StreamInfo | None:
+        """First real video stream (cover art is not video)."""
+        return next((s for s in self.streams if s.kind == "video" and not s.attached_pic), None)
+
+    @property
+    def audio(self) -> StreamInfo | None:
+        return next((s for s in self.streams if s.kind == "audio"), None)
+
+
+@dataclass(frozen=True)
+class StreamSpan:
+    kind: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class PacketScan:
+    """Packet-level extent of each scanned stream plus the first video stream's keyframes."""
+
+    streams: tuple[StreamSpan, ...]
+    keyframes: tuple[float, ...]
+
+    def end_of(self, kinds: Sequence[str] = ("video", "audio")) -> float:
+        return max((s.end for s in self.streams if s.kind in kinds), default=0.0)
+
+    @property
+    def start(self) -> float:
+        return min((s.start for s in self.streams), default=0.0)
+
+    @property
+    def end(self) -> float:
+        return self.end_of()
+
+    @property
+    def span(self) -> float:
+        """Earliest pts to latest pts + duration over all streams, hidden pre-roll included."""
+        return self.end - self.start if self.streams else 0.0
+
+
+_INPUT_RE = re.compile(r"^Input #0, (?P<fmt>.*?), from '", re.M)
+_DURATION_RE = re.compile(
+    r"^\s*Duration: (?:N/A|(?P<h>\d+):(?P<m>\d\d):(?P<s>\d\d(?:\.\d+)?))"
+    r"(?:.*?bitrate: (?P<kbps>\d+) kb/s)?",
+    re.M,
+)
+_STREAM_RE = re.compile(
+    r"^\s*Stream #0:(?P<idx>\d+)[^:]*: (?P<kind>Video|Audio|Subtitle|Data|Attachment): "
+    r"(?P<codec>[\w-]+)(?P<rest>.*)$",
+    re.M,
+)
+_PIX_SIZE_RE = re.compile(r", (?P<pix>[a-z0-9_]+)(?:\([^)]*\))?, (?P<w>\d+)x(?P<h>\d+)[ ,]")
+_AUDIO_RE = re.compile(r", (?P<rate>\d+) Hz, (?P<layout>[^,]+)")
+_KBPS_RE = re.compile(r", (?P<kbps>\d+) kb/s")
+_LAYOUT_CHANNELS = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "5.0": 5, "5.1": 6, "7.1": 8}
+
+
+def _channels(layout: str) -> int:
+    layout = layout.strip()
+    match = re.match(r"(\d+) channels", layout)
+    if match:
+        return int(match.group(1))
+    return _LAYOUT_CHANNELS.get(layout.split("(")[0], 2)
+
+
+def parse_header(stderr: str) -> MediaInfo:
+    """Parse the ``Input #0`` block ffmpeg prints for ``-i FILE``."""
+    found = _INPUT_RE.search(stderr)
+    if not found:
+        raise FfmpegError("ffmpeg could not open the input", stderr)
+    header = stderr[found.start() :].split("Stream mapping:")[0].split("\nOutput #0")[0]
+    duration = None
+    kbps = 0
+    dur = _DURATION_RE.search(header)
+    if dur and dur.group("h") is not None:
+        duration = int(dur.group("h")) * 3600 + int(dur.group("m")) * 60 + float(dur.group("s"))
+    if dur and dur.group("kbps"):
+        kbps = int(dur.group("kbps"))
+    streams = []
+    for m in _STREAM_RE.finditer(header):
+        rest = m.group("rest")
+        fields = {}
+        pix = _PIX_SIZE_RE.search(rest)
+        if pix:
+            fields.update(
+                pix_fmt=pix.group("pix"), width=int(pix.group("w")), height=int(pix.group("h"))
+            )
+        audio = _AUDIO_RE.search(rest)
+        if audio and m.group("kind") == "Audio":
+            fields.update(
+                sample_rate=int(audio.group("rate")), channels=_channels(audio.group("layout"))
+            )
+        rate = _KBPS_RE.search(rest)
+        streams.append(
+            StreamInfo(
+                index=int(m.group("idx")),
+                kind=m.group("kind").lower(),
+                codec=m.group("codec"),
+                bitrate_kbps=int(rate.group("kbps")) if rate else 0,
+                attached_pic="(attached pic)" in rest,
+                **fields,
+            )
+        )
+    return MediaInfo(
+        format_name=found.group("fmt"),
+        duration=duration,
+        bitrate_kbps=kbps,
+        streams=tuple(streams),
+    )
+
+
+def parse_framecrc(lines) -> PacketScan:
+    """Fold ``framecrc`` lines (``stream, dts, pts, duration, size, crc[, F=flags]``) into spans.
+
+    A packet without ``F=`` has exactly the keyframe flag; discarded packets (edit-list
+    pre-roll, codec priming) still count, because a consumer may play them.
+    """
+    time_base: dict[int, float] = {}
+    kinds: dict[int, str] = {}
+    spans: dict[int, list[float]] = {}
+    keyframes: list[float] = []
+    key_stream = None
+    for line in lines:
+        if line.startswith("#tb "):
+            idx, frac = line[4:].split(":")
+            num, den = frac.strip().split("/")
+            time_base[int(idx)] = int(num) / int(den)
+        elif line.startswith("#media_type "):
+            idx, kind = line[12:].split(":")
+            kinds[int(idx)] = kind.strip()
+            if key_stream is None and kind.strip() == "video":
+                key_stream = int(idx)
+        elif line and line[0].isdigit():
+            fields = line.split(",")  # int() ignores the padding spaces
+            idx, dts, pts, dur = int(fields[0]), int(fields[1]), int(fields[2]), int(fields[3])
+            pts = dts if pts == NOPTS else pts
+            if pts == NOPTS:
+                continue
+            flags = KEY_FLAG
+            if len(fields) > 6 and fields[6].lstrip().startswith("F="):
+                flags = int(fields[6].lstrip()[2:], 16)
+            tb = time_base[idx]
+            start, end = pts * tb, (pts + max(dur, 0)) * tb
+            span = spans.setdefault(idx, [start, end])
+            span[0], span[1] = min(span[0], start), max(span[1], end)
+            if idx == key_stream and flags & KEY_FLAG:
+                keyframes.append(start)
+    return PacketScan(
+        streams=tuple(
+            StreamSpan(kinds.get(i, "data"), s, e) for i, (s, e) in sorted(spans.items())
+        ),
+        keyframes=tuple(sorted(set(keyframes))),
+    )
+
+
+@dataclass(frozen=True)
+class FfmpegTool:
+    """One resolved ffmpeg binary and the default per-call timeout."""
+
+    exe: str
+    timeout: float
+
+    @classmethod
+    def from_settings(cls, settings) -> "FfmpegTool":
+        return cls(resolve_ffmpeg(settings.ffmpeg_path), settings.ffmpeg_timeout_seconds)
+
+    def _execute(self, stream, timeout: float | None, loglevel: str) -> tuple[int, str]:
+        proc = stream.global_args(*GLOBAL_ARGS, "-v", loglevel).run_async(
+            cmd=self.exe, pipe_stderr=True, overwrite_output=True
+        )
+        try:
+            _, err = proc.communicate(timeout=timeout or self.timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            raise FfmpegError(
+                f"ffmpeg timed out after {timeout or self.timeout:.0f} s",
+                err.decode("utf-8", "replace"),
+                timed_out=True,
+            ) from None
+        return proc.returncode, err.decode("utf-8", "replace")
+
+    def run(self, stream, timeout: float | None = None) -> str:
+        """Run an ffmpeg-python output graph; raise ``FfmpegError`` unless it exits 0."""
+        code, err = self._execute(stream, timeout, "error")
+        if code != 0:
+            raise FfmpegError(f"ffmpeg exited with {code}", err)
+        return err
+
+    def probe(self, path: str) -> MediaInfo:
+        """Header facts from ``ffmpeg -i`` (zero-length copy to null, so nothing is decoded)."""
+        _, err = self._execute(
+            ffmpeg.input(input_path(path)).output("-", f="null", c="copy", t=0), None, "info"
+        )
+        return parse_header(err)
+
+    def scan_packets(self, path: str, selectors: Sequence[str]) -> PacketScan:
+        """Exact packet extents and keyframes of the selected streams (e.g. ``"V:0"``)."""
+        inp = ffmpeg.input(input_path(path))
+        with tempfile.TemporaryDirectory(prefix="embedpipe-scan-") as tmp:
+            out = os.path.join(tmp, "packets.crc")
+            stream = ffmpeg.output(*(inp[s] for s in selectors), out, c="copy", f="framecrc")
+            self.run(stream)
+            with open(out, encoding="utf-8", errors="replace") as fh:
+                return parse_framecrc(fh)
