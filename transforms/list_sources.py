@@ -6,9 +6,9 @@ holds the whole corpus listing in memory.
 """
 from __future__ import annotations
 
-import fnmatch
 import glob
 import os
+import re
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -64,18 +64,48 @@ def _walk(root: str) -> Iterator[str]:
                 yield os.path.join(directory, name)
 
 
+def glob_regex(pattern: str) -> re.Pattern:
+    """Glob → regex with path semantics: ``*``/``?`` stay within one path segment,
+    ``**`` crosses segments (as local ``glob(recursive=True)`` does)."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
 def expand_gcs(pattern: str) -> Iterator[ListedObject]:
-    """Objects under gs://bucket/prefix, with an optional glob (``**`` crosses '/')."""
+    """Objects under gs://bucket/path: the object itself, everything below ``path/``, or
+    the objects matching a glob."""
     from google.cloud import storage
 
     bucket_name, _, path = pattern[len("gs://") :].partition("/")
     cut = min((path.find(c) for c in _GLOB_CHARS if c in path), default=-1)
-    prefix = path if cut < 0 else path[:cut]
+    if cut >= 0:
+        prefix, matches = path[:cut], glob_regex(path).match
+    else:
+        folder = path.rstrip("/") + "/" if path else ""
+        prefix = path
+
+        def matches(name: str) -> bool:
+            return name == path or name.startswith(folder)
+
     client = storage.Client()
     for blob in client.list_blobs(bucket_name, prefix=prefix or None):
-        if blob.name.endswith("/"):
-            continue
-        if cut >= 0 and not fnmatch.fnmatchcase(blob.name, path.replace("**", "*")):
+        if blob.name.endswith("/") or not matches(blob.name):
             continue
         yield ListedObject(
             uri=f"gs://{bucket_name}/{blob.name}",
