@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("status", "job states from the ledger; exit 0 when all ended, 75 while pending"),
         ("collect", "collect ended jobs, submit next waves, write embeddings and index"),
         ("index", "(re)build the index of a run"),
+        ("redrive", "resubmit the run's dead-lettered chunks that may succeed now"),
     ):
         _existing_run_args(sub.add_parser(name, help=help_text))
     q = sub.add_parser("query", help="search a run's index")

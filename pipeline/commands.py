@@ -9,24 +9,40 @@ from pipeline.cli import EXIT_OK, EXIT_PENDING, print_json
 from pipeline.config import load_settings
 from pipeline.run import (
     RunContext,
+    acquire_run,
     build_index,
     check_budget,
     drive_jobs,
     finish,
-    jobs_pending,
+    job_driver,
     load_run,
     prepare,
     summary_text,
     write_embeddings,
 )
+from transforms import fs
 from pipeline.run_layout import RunPaths, new_run_id, read_json, resolve_run
 
 
-def _new_context(args, beam_args) -> RunContext:
-    settings = load_settings(
+def _settings(args):
+    return load_settings(
         args.config, overrides=args.overrides, sources=args.sources, output=args.output
     )
+
+
+def _new_context(args, beam_args) -> RunContext:
+    """A fresh run (``plan``: a dry run holds no slot)."""
+    settings = _settings(args)
     paths = RunPaths(settings.config.output, new_run_id(settings.fingerprint()))
+    return RunContext(settings, paths, tuple(beam_args))
+
+
+def _acquired_context(args, beam_args) -> RunContext:
+    """The unfinished run of this config and sources, or a new one (``run``, ``submit``)."""
+    settings = _settings(args)
+    paths, resumed = acquire_run(settings)
+    if resumed:
+        print(f"resuming unfinished run {paths.run_id}", file=sys.stderr)
     return RunContext(settings, paths, tuple(beam_args))
 
 
@@ -52,7 +68,7 @@ def cmd_plan(args, beam_args) -> int:
 
 
 def cmd_run(args, beam_args) -> int:
-    ctx = _new_context(args, beam_args)
+    ctx = _acquired_context(args, beam_args)
     plan = prepare(ctx)
     check_budget(ctx.settings, plan)
     with open_backend(ctx.settings) as client:
@@ -61,7 +77,7 @@ def cmd_run(args, beam_args) -> int:
 
 
 def cmd_submit(args, beam_args) -> int:
-    ctx = _new_context(args, beam_args)
+    ctx = _acquired_context(args, beam_args)
     plan = prepare(ctx)
     check_budget(ctx.settings, plan)
     with open_backend(ctx.settings) as client:
@@ -72,14 +88,8 @@ def cmd_submit(args, beam_args) -> int:
 
 def cmd_status(args, beam_args) -> int:
     ctx = _existing_context(args, beam_args)
-    from pipeline.jobs import JobDriver
-    from pipeline.run import capacity, request_files
-
     with open_backend(ctx.settings) as client:
-        driver = JobDriver(
-            client, ctx.paths, request_files(ctx.paths), ctx.settings.config.model,
-            capacity(ctx.settings),
-        )
+        driver = job_driver(ctx, client)
         driver.refresh()
         summary = driver.summary()
         pending = driver.pending()
@@ -90,11 +100,23 @@ def cmd_status(args, beam_args) -> int:
 def cmd_collect(args, beam_args) -> int:
     ctx = _existing_context(args, beam_args)
     with open_backend(ctx.settings) as client:
-        drive_jobs(ctx, client, once=True)
-        pending = jobs_pending(ctx, client)
+        pending = drive_jobs(ctx, client, once=True).pending()
     if pending:
         print(f"run {ctx.paths.run_id}: jobs still pending", file=sys.stderr)
         return EXIT_PENDING
+    return _complete(ctx, read_json(ctx.paths.plan))
+
+
+def cmd_redrive(args, beam_args) -> int:
+    from pipeline.redrive import redrive
+
+    ctx = _existing_context(args, beam_args)
+    resubmitted = redrive(ctx)
+    print(f"redrive: {resubmitted} dead-lettered chunk(s) resubmitted", file=sys.stderr)
+    if not resubmitted:
+        return EXIT_OK
+    with open_backend(ctx.settings) as client:
+        drive_jobs(ctx, client, once=False)
     return _complete(ctx, read_json(ctx.paths.plan))
 
 
@@ -108,9 +130,9 @@ def cmd_index(args, beam_args) -> int:
 def cmd_query(args, beam_args) -> int:
     from pipeline.query import query_run
 
-    if args.run_id is None:
-        current = read_json(RunPaths(args.output, "-").current)
-        args.run_id = current["run_id"]
+    current = RunPaths(args.output, "-").current
+    if args.run_id is None and fs.exists(current):
+        args.run_id = read_json(current)["run_id"]
     ctx = _existing_context(args, beam_args)
     hits = query_run(ctx, text=args.text, image=args.image, file=args.file, k=args.k)
     if args.json:
@@ -145,6 +167,7 @@ COMMANDS = {
     "status": cmd_status,
     "collect": cmd_collect,
     "index": cmd_index,
+    "redrive": cmd_redrive,
     "query": cmd_query,
     "emulator": cmd_emulator,
 }

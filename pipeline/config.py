@@ -78,6 +78,9 @@ class QuotaSettings(_Section):
         500_000, ge=1, description="Batch enqueued-token quota per model (tiers 0.5M / 5M / 10M)"
     )
     max_concurrent_jobs: int = Field(100, ge=1)
+    expected_job_hours: float = Field(
+        1.0, gt=0, description="Typical batch turnaround, for plan.json's queue estimate (SLO: 24 h)"
+    )
 
 
 class IndexSettings(_Section):
@@ -93,6 +96,7 @@ class IndexSettings(_Section):
     merge: Literal["ram", "ondisk", "shards"] = "ram"
     seed: int = 0
     faiss_threads: int | None = Field(None, ge=1)
+    exact_below: int = Field(10_000, ge=0, description="Corpora smaller than this get an exact index")
 
 
 class RunConfig(_Section):

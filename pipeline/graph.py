@@ -1,7 +1,8 @@
 """Beam graph assembly. Two pipelines bracket the (possibly day-long) wait for batch jobs,
 so no worker is held while the Batch API works:
 
-- ``prepare``: ListSources → Chunk → PlanRequests → request files, listing, dead letters.
+- ``prepare``: ListSources → DiffAgainstLastRun → Chunk → PlanRequests → request files,
+  listing, dead letters, and the previous run's rows of unchanged objects.
 - ``write``: downloaded results → WriteEmbeddings (join by key) → Parquet parts.
 
 The index is built by ``transforms.index`` as its own pipeline afterwards.
@@ -20,15 +21,18 @@ from pipeline.config import Settings
 from pipeline.run_layout import RunPaths, write_json
 from transforms import fs
 from transforms.chunk import ChunkSources
+from transforms.diff_last_run import (
+    TOMBSTONES,
+    UNCHANGED,
+    CarryDeadLetters,
+    CarryUnchanged,
+    DiffAgainstLastRun,
+    PreviousRun,
+)
 from transforms.embeddings_schema import EmbeddingsMeta
 from transforms.list_sources import ListSources
 from transforms.plan_requests import PlanRequests, RequestSizing
-from transforms.write_embeddings import (
-    FAILURES,
-    ResultSet,
-    WriteEmbeddingsDoFn,
-    failure_to_dead_letter,
-)
+from transforms.write_embeddings import FAILURES, ResultSet, WriteEmbeddingsDoFn
 
 
 def pipeline_options(settings: Settings, extra_args: list[str] = ()) -> PipelineOptions:
@@ -56,11 +60,32 @@ def request_sizing(settings: Settings) -> RequestSizing:
     )
 
 
-def build_prepare(p: beam.Pipeline, settings: Settings, paths: RunPaths) -> None:
+def build_prepare(
+    p: beam.Pipeline, settings: Settings, paths: RunPaths, previous: PreviousRun | None = None
+) -> None:
     c = settings.config
     exclude = None if fs.is_remote(paths.output) else os.path.abspath(paths.output) + os.sep
     sources = p | "ListSources" >> ListSources(c.sources, exclude_prefix=exclude)
+    outcomes = []
+    if previous is not None:
+        diff = sources | "DiffAgainstLastRun" >> DiffAgainstLastRun(previous)
+        sources = diff.changed
+        outcomes.append(diff[UNCHANGED])
+        _ = diff[UNCHANGED] | "Carry unchanged rows" >> CarryUnchanged(previous, paths.embeddings)
+        (
+            diff[UNCHANGED]
+            | "Carry unchanged dead letters" >> CarryDeadLetters(previous)
+            | "Write carried dead letters"
+            >> beam.io.WriteToText(fs.join(paths.deadletters, "carried"), file_name_suffix=".jsonl")
+        )
+        (
+            diff[TOMBSTONES]
+            | "Tombstones to JSON" >> beam.Map(_to_json_line)
+            | "Write tombstones"
+            >> beam.io.WriteToText(fs.join(paths.listing, "tombstones"), file_name_suffix=".jsonl")
+        )
     chunked = sources | "Chunk" >> ChunkSources(settings.chunk_settings())
+    outcomes.append(chunked.outcomes)
     files = chunked.chunks | "PlanRequests" >> PlanRequests(paths.requests, request_sizing(settings))
     (
         files
@@ -74,16 +99,22 @@ def build_prepare(p: beam.Pipeline, settings: Settings, paths: RunPaths) -> None
         >> beam.io.WriteToText(fs.join(paths.deadletters, "chunk"), file_name_suffix=".jsonl")
     )
     (
-        chunked.outcomes
+        outcomes
+        | "All outcomes" >> beam.Flatten()
         | "Outcomes to JSON" >> beam.Map(_to_json_line)
         | "Write listing"
         >> beam.io.WriteToText(fs.join(paths.listing, "objects"), file_name_suffix=".jsonl")
     )
 
 
-def run_prepare(settings: Settings, paths: RunPaths, extra_args: list[str] = ()) -> None:
+def run_prepare(
+    settings: Settings,
+    paths: RunPaths,
+    extra_args: list[str] = (),
+    previous: PreviousRun | None = None,
+) -> None:
     with beam.Pipeline(options=pipeline_options(settings, extra_args)) as p:
-        build_prepare(p, settings, paths)
+        build_prepare(p, settings, paths, previous)
 
 
 def build_write(
@@ -91,7 +122,6 @@ def build_write(
     settings: Settings,
     paths: RunPaths,
     result_sets: list[ResultSet],
-    attempts: int,
 ) -> None:
     c = settings.config
     meta = EmbeddingsMeta(
@@ -112,7 +142,6 @@ def build_write(
     )
     (
         written[FAILURES]
-        | "Failures to dead letters" >> beam.Map(failure_to_dead_letter, attempts)
         | "Collect dead letters to JSON" >> beam.Map(_to_json_line)
         | "WriteCollectDeadLetters"
         >> beam.io.WriteToText(fs.join(paths.deadletters, "collect"), file_name_suffix=".jsonl")
@@ -123,8 +152,7 @@ def run_write(
     settings: Settings,
     paths: RunPaths,
     result_sets: list[ResultSet],
-    attempts: int,
     extra_args: list[str] = (),
 ) -> None:
     with beam.Pipeline(options=pipeline_options(settings, extra_args)) as p:
-        build_write(p, settings, paths, result_sets, attempts)
+        build_write(p, settings, paths, result_sets)

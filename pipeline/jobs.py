@@ -1,31 +1,47 @@
 """SubmitBatchJobs and CollectResults on the driver: the ledger-guarded life of each
-request file's batch job.
+request file's batch job, with resubmission.
 
 Runs in the process that holds the API key (never on workers, so the key is never
-pickled into a pipeline): claim the ledger record → upload → create → poll → download
-the output into ``results/``. Submission respects the enqueued-token quota and the
-concurrent-job cap; later files wait for capacity ("waves").
+pickled into a pipeline). Every step is recorded in the ledger *before* the action it
+guards and is idempotent, so a process killed at any point can be rerun:
+
+    CLAIMED → UPLOADED → PENDING/RUNNING → SUCCEEDED → COLLECTED (results downloaded)
+                                        ↘ FAILED/EXPIRED → re-claimed with a new display name
+                                        ↘ CANCELLED (reported, not resubmitted)
+
+A collected file whose keys failed retryably (or came back missing) spawns a follow-up
+request file ``<family>-r<k>`` holding only those lines. Submission respects the
+enqueued-token quota and the concurrent-job cap; later files wait for capacity.
 """
 from __future__ import annotations
 
+import datetime as dt
+import io
+import json
 import logging
 import os
 import random
+import re
 import socket
 import sys
 import time
 from dataclasses import dataclass
 
-from pipeline.ledger import Ledger, LedgerRecord
-from pipeline.run_layout import RunPaths
+import pyarrow.parquet as pq
+
+from pipeline.ledger import Ledger, LedgerConflict, LedgerRecord
+from pipeline.run_layout import RunPaths, write_json
 from transforms import fs
-from transforms.gemini_client import BatchClient, QuotaExhausted
-from transforms.plan_requests import RequestFileInfo
+from transforms.crash import crash_point
+from transforms.gemini_client import BatchClient, QuotaExhausted, parse_result_line
+from transforms.plan_requests import RequestFileInfo, select_lines
 
 _LOG = logging.getLogger(__name__)
 
-ACTIVE = {"CREATED", "PENDING", "RUNNING"}
-ENDED = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "COLLECTED"}
+ACTIVE = {"PENDING", "RUNNING"}
+RESUBMITTABLE = {"FAILED", "EXPIRED"}
+STALE_AFTER_S = 600.0
+_KEY = re.compile(r'"key"\s*:\s*"([^"]+)"')
 
 
 def owner_id() -> str:
@@ -34,6 +50,21 @@ def owner_id() -> str:
 
 def display_name(run_id: str, request_name: str, attempt: int) -> str:
     return f"embedpipe-{run_id}-{request_name}-a{attempt}"
+
+
+def family_of(request_name: str) -> str:
+    return request_name.split("-r", 1)[0]
+
+
+def followup_name(request_name: str) -> str:
+    family, _, k = request_name.partition("-r")
+    return f"{family}-r{int(k or 0) + 1}"
+
+
+def key_attempts(request_name: str) -> int:
+    """How many times the keys of this file have been submitted (original = 1)."""
+    _, _, k = request_name.partition("-r")
+    return int(k or 0) + 1
 
 
 @dataclass(frozen=True)
@@ -57,6 +88,28 @@ def plan_waves(files: list[RequestFileInfo], capacity: Capacity) -> list[list[st
     return [w for w in waves if w]
 
 
+def _pid_alive(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine: only the lease can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_stale(record: LedgerRecord, now: dt.datetime | None = None) -> bool:
+    """A claim whose owner died (same host) or has not touched it within the lease."""
+    if not _pid_alive(record.owner):
+        return True
+    updated = dt.datetime.fromisoformat(record.updated_at)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return (now - updated).total_seconds() > STALE_AFTER_S
+
+
 class JobDriver:
     """Moves every request file of one run through the ledger states."""
 
@@ -67,28 +120,40 @@ class JobDriver:
         files: list[RequestFileInfo],
         model: str,
         capacity: Capacity,
+        max_attempts: int = 3,
     ):
         self.client = client
         self.paths = paths
-        self.files = sorted(files, key=lambda f: f.name)
+        self.originals = sorted(files, key=lambda f: f.name)
         self.model = model
         self.capacity = capacity
+        self.max_attempts = max_attempts
         self.ledger = Ledger(paths.ledger)
         self.owner = owner_id()
+
+    # -- what there is ---------------------------------------------------------------
+    def files(self) -> list[RequestFileInfo]:
+        """Original request files plus every follow-up written so far."""
+        followups = [
+            RequestFileInfo.from_json(json.loads(fs.read_bytes(path)))
+            for path, _ in fs.match(fs.join(self.paths.requests, "*-r*.info.json"))
+        ]
+        return self.originals + sorted(followups, key=lambda f: f.name)
 
     def records(self) -> dict[str, LedgerRecord]:
         return {r.request_name: r for r in self.ledger.all()}
 
+    # -- submission ------------------------------------------------------------------
     def submit_ready(self) -> int:
-        """Submit unsubmitted files while capacity allows; returns how many were created."""
+        """Submit files that have no job yet while capacity allows; returns jobs created."""
         records = self.records()
         active = [r for r in records.values() if r.state in ACTIVE]
         tokens = sum(r.est_tokens for r in active)
         jobs = len(active)
         created = 0
-        for info in self.files:
+        for info in self.files():
             record = records.get(info.name)
-            if record is not None and record.job_name:
+            if record is not None and (record.job_name or record.state == "CANCELLED"):
                 continue
             if jobs >= self.capacity.max_jobs or tokens + info.est_tokens > self.capacity.quota_tokens:
                 break
@@ -98,12 +163,14 @@ class JobDriver:
                     jobs += 1
                     tokens += info.est_tokens
             except QuotaExhausted as exc:
-                _LOG.info("quota exhausted at create, waiting %.0fs for capacity", exc.retry_after_s)
+                _LOG.info("quota exhausted at create; waiting %.0fs for capacity", exc.retry_after_s)
                 break
+            except LedgerConflict:
+                continue
         return created
 
-    def _submit(self, info: RequestFileInfo, record: LedgerRecord | None) -> bool:
-        resumed = record is not None
+    def _claim(self, info: RequestFileInfo, record: LedgerRecord | None) -> LedgerRecord | None:
+        """Own the file's ledger record, or None if another live process does."""
         if record is None:
             record = LedgerRecord(
                 request_name=info.name,
@@ -111,60 +178,138 @@ class JobDriver:
                 owner=self.owner,
                 est_tokens=info.est_tokens,
             )
-            if not self.ledger.create(record):
-                return False
+            if self.ledger.create(record):
+                return self.ledger.get(info.name)
+            record = self.ledger.get(info.name)
+        if record.owner == self.owner:
+            return record
+        if not is_stale(record):
+            return None
+        return self.ledger.take_over(record, self.owner)
+
+    def _submit(self, info: RequestFileInfo, record: LedgerRecord | None) -> bool:
+        fresh = record is None
+        record = self._claim(info, record)
+        if record is None or record.job_name:
+            return False
+        crash_point("claimed")
         if not record.file_name:
             with fs.local_copy(info.path, suffix=".jsonl") as local:
                 file_name = self.client.upload_jsonl(local, record.display_name)
             record = self.ledger.update(record, state="UPLOADED", file_name=file_name)
-        job = self.client.find_job_by_display_name(record.display_name) if resumed else None
+        # A resumed claim may have died between create and the ledger update: look first.
+        job = None if fresh else self.client.find_job_by_display_name(record.display_name)
         if job is None:
             job = self.client.create_embeddings_job(self.model, record.file_name, record.display_name)
+        crash_point("created")
         self.ledger.update(
-            record, state=job.state, job_name=job.name, attempts=record.attempts + 1
+            record, state=job.state, job_name=job.name, attempts=record.attempts + 1,
+            output_file=job.output_file,
         )
         return True
 
-    def refresh(self) -> dict[str, LedgerRecord]:
-        """Poll every active job once and record its state."""
-        records = self.records()
-        for name, record in records.items():
-            if record.state not in ACTIVE or not record.job_name:
-                continue
-            job = self.client.get_job(record.job_name)
-            if job.state != record.state or job.output_file != record.output_file:
-                records[name] = self.ledger.update(
-                    record, state=job.state, output_file=job.output_file, error=job.error
-                )
-        return records
+    # -- polling and collection ------------------------------------------------------
+    def refresh(self) -> None:
+        """Poll every active job once and record its state (no other side effect)."""
+        for record in self.records().values():
+            if record.state in ACTIVE and record.job_name:
+                job = self.client.get_job(record.job_name)
+                if job.state != record.state or job.output_file != record.output_file:
+                    self.ledger.update(
+                        record, state=job.state, output_file=job.output_file, error=job.error
+                    )
+                crash_point("polled")
+
+    def reclaim_failed(self) -> None:
+        """Re-claim FAILED/EXPIRED files that still have attempts left."""
+        for record in self.records().values():
+            if record.state in RESUBMITTABLE and record.attempts < self.max_attempts:
+                self._resubmit_whole(record)
+
+    def _resubmit_whole(self, record: LedgerRecord) -> None:
+        """A FAILED or EXPIRED job gets a new job for the same file (new display name);
+        the re-claim is written first so a crash cannot create two."""
+        _LOG.warning("job %s ended %s (%s); resubmitting %s",
+                     record.job_name, record.state, record.error, record.request_name)
+        self.ledger.update(
+            record,
+            state="CLAIMED",
+            owner=self.owner,
+            display_name=display_name(self.paths.run_id, record.request_name, record.attempts + 1),
+            job_name=None,
+            file_name=None,  # uploads expire after 48 h, as EXPIRED jobs have
+            output_file=None,
+            history=record.history + ((record.job_name, record.state, record.error),),
+        )
 
     def download_finished(self) -> int:
-        """Download each SUCCEEDED job's output into results/ (once)."""
+        """Download each SUCCEEDED job's output into results/ and decide its follow-up."""
         done = 0
         for record in self.records().values():
             if record.state != "SUCCEEDED" or not record.output_file:
                 continue
             target = fs.join(self.paths.results, f"{record.request_name}.jsonl")
+            retry: set[str] = set()
+            seen: set[str] = set()
             with fs.open_write(target) as fh:
                 for line in self.client.download_lines(record.output_file):
-                    fh.write(line.rstrip("\n").encode("utf-8") + b"\n")
-            self.ledger.update(record, state="COLLECTED")
+                    line = line.rstrip("\n")
+                    if not line.strip():
+                        continue
+                    fh.write(line.encode("utf-8") + b"\n")
+                    if '"error"' in line:
+                        parsed = parse_result_line(line)
+                        if parsed.key is not None:
+                            seen.add(parsed.key)
+                            if parsed.retryable:
+                                retry.add(parsed.key)
+                    else:
+                        match = _KEY.search(line)
+                        if match:
+                            seen.add(match.group(1))
+            crash_point("downloaded")
+            followup = self._followup(record.request_name, retry, seen)
+            self.ledger.update(record, state="COLLECTED", followup=followup)
             done += 1
         return done
 
+    def _followup(self, request_name: str, retry: set[str], seen: set[str]) -> str:
+        """Write ``<family>-r<k>`` with the keys to try again; '' when none or out of attempts."""
+        info = self._info(request_name)
+        keys = pq.read_table(io.BytesIO(fs.read_bytes(info.keys_path)))
+        wanted = {k for k in keys.column("chunk_id").to_pylist() if k in retry or k not in seen}
+        if not wanted or key_attempts(request_name) >= self.max_attempts:
+            return ""
+        name = followup_name(request_name)
+        original = self._info(family_of(request_name))
+        child = select_lines(original, wanted, self.paths.requests, name)
+        write_json(fs.join(self.paths.requests, f"{name}.info.json"), child.to_json())
+        return name
+
+    def _info(self, name: str) -> RequestFileInfo:
+        for info in self.files():
+            if info.name == name:
+                return info
+        raise KeyError(f"request file {name} is not part of run {self.paths.run_id}")
+
+    # -- progress --------------------------------------------------------------------
     def pending(self) -> bool:
         records = self.records()
-        return any(
-            info.name not in records
-            or not records[info.name].job_name
-            or records[info.name].state not in ENDED
-            for info in self.files
-        )
+        for info in self.files():
+            record = records.get(info.name)
+            if record is None or not self._final(record):
+                return True
+        return False
+
+    def _final(self, record: LedgerRecord) -> bool:
+        if record.state in {"COLLECTED", "CANCELLED"}:
+            return True
+        return record.state in RESUBMITTABLE and record.attempts >= self.max_attempts
 
     def summary(self) -> dict[str, int]:
         records = self.records()
         counts: dict[str, int] = {}
-        for info in self.files:
+        for info in self.files():
             state = records[info.name].state if info.name in records else "UNSUBMITTED"
             counts[state] = counts.get(state, 0) + 1
         return counts
@@ -173,9 +318,10 @@ class JobDriver:
         """Submit, poll and download until every file's job has ended (or one pass)."""
         delay = poll_s
         while True:
-            self.submit_ready()
             self.refresh()
+            self.reclaim_failed()
             self.download_finished()
+            self.submit_ready()
             summary = self.summary()
             progress(summary)
             if once or not self.pending():
@@ -187,4 +333,4 @@ class JobDriver:
 def progress(summary: dict[str, int]) -> None:
     total = sum(summary.values())
     parts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(summary.items()))
-    print(f"[embedpipe] jobs {total}: {parts}", file=sys.stderr, flush=True)
+    print(f"[embedpipe] request files {total}: {parts}", file=sys.stderr, flush=True)

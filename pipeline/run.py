@@ -6,6 +6,7 @@ same code in a different order.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 from collections import Counter
@@ -14,7 +15,15 @@ from dataclasses import dataclass
 from pipeline import graph
 from pipeline.config import ConfigError, RunConfig, Settings
 from pipeline.jobs import Capacity, JobDriver, plan_waves
-from pipeline.run_layout import RunPaths, checksum, read_json, read_jsonl_glob, write_json
+from transforms.diff_last_run import PreviousRun
+from pipeline.run_layout import (
+    RunPaths,
+    checksum,
+    new_run_id,
+    read_json,
+    read_jsonl_glob,
+    write_json,
+)
 from transforms import fs
 from transforms.plan_requests import RequestFileInfo
 from transforms.write_embeddings import ResultSet
@@ -35,6 +44,27 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def slot_uri(settings: Settings) -> str:
+    """The 'active run' slot of this config + sources under the output: a run that has
+    not finished holds it, so a rerun (or a concurrent submit) joins that run instead
+    of paying for the same chunks again."""
+    key = json.dumps([settings.fingerprint(), sorted(settings.config.sources)]).encode()
+    return fs.join(settings.config.output, "runs", f"active-{hashlib.sha256(key).hexdigest()[:16]}.json")
+
+
+def acquire_run(settings: Settings) -> tuple[RunPaths, bool]:
+    """(paths, resumed): the unfinished run for this config and sources, or a new one."""
+    slot = slot_uri(settings)
+    run_id = new_run_id(settings.fingerprint())
+    if fs.create_only(slot, json.dumps({"run_id": run_id, "created_at": _now()}).encode()) is None:
+        return RunPaths(settings.config.output, read_json(slot)["run_id"]), True
+    return RunPaths(settings.config.output, run_id), False
+
+
+def release_slot(settings: Settings) -> None:
+    fs.delete(slot_uri(settings))
+
+
 def validate_sources(settings: Settings) -> None:
     if not settings.config.sources:
         raise ConfigError("sources: at least one source URI is required (fix: --sources DIR)")
@@ -45,17 +75,37 @@ def validate_sources(settings: Settings) -> None:
             raise ConfigError(f"sources: {src!r} does not exist")
 
 
+PHASES = ("started", "prepared", "written", "done")
+
+
 def start_run(settings: Settings, paths: RunPaths) -> None:
     write_json(
         paths.run_state,
         {
             "run_id": paths.run_id,
             "created_at": _now(),
+            "phase": "started",
             "fingerprint": settings.fingerprint(),
             "config": settings.config.model_dump(mode="json"),
             "config_base_dir": str(settings.base_dir),
         },
     )
+
+
+def update_run_state(paths: RunPaths, **fields) -> None:
+    state = read_json(paths.run_state)
+    state.update(fields)
+    write_json(paths.run_state, state)
+
+
+def set_phase(paths: RunPaths, phase: str) -> None:
+    update_run_state(paths, phase=phase, **{f"{phase}_at": _now()})
+
+
+def phase_reached(paths: RunPaths, phase: str) -> bool:
+    if not fs.exists(paths.run_state):
+        return False
+    return PHASES.index(read_json(paths.run_state).get("phase", "started")) >= PHASES.index(phase)
 
 
 def load_run(paths: RunPaths) -> Settings:
@@ -83,17 +133,39 @@ def capacity(settings: Settings) -> Capacity:
 def listing_counts(paths: RunPaths) -> dict:
     statuses: Counter = Counter()
     types: Counter = Counter()
-    chunks = 0
+    chunks: Counter = Counter()
     for row in read_jsonl_glob(fs.join(paths.listing, "objects*.jsonl")):
         statuses[row["status"]] += 1
         types[row["detected_type"]] += 1
-        chunks += row["chunks"]
+        chunks[row["status"]] += row["chunks"]
     return {
         "listed": sum(statuses.values()),
         "by_status": dict(statuses),
         "by_type": dict(types),
-        "chunks": chunks,
+        "chunks": chunks.get("chunked", 0),
+        "unchanged_chunks": chunks.get("unchanged", 0),
+        "tombstoned": _count_lines(fs.join(paths.listing, "tombstones*.jsonl")),
     }
+
+
+def previous_run(settings: Settings, paths: RunPaths) -> PreviousRun | None:
+    """The last successful run under the same output, if its vectors are reusable:
+    same config fingerprint (model, dimensionality, task, chunker settings)."""
+    current = paths.current
+    if not fs.exists(current):
+        return None
+    prev = RunPaths(paths.output, read_json(current)["run_id"])
+    if prev.run_id == paths.run_id or read_json(prev.run_state)["fingerprint"] != settings.fingerprint():
+        return None
+    return PreviousRun(
+        run_id=prev.run_id,
+        listing_glob=fs.join(prev.listing, "objects*.jsonl"),
+        embedding_parts=tuple(p for p, _ in fs.match(fs.join(prev.embeddings, "*.parquet"))),
+        deadletter_globs=(
+            fs.join(prev.deadletters, "collect*.jsonl"),
+            fs.join(prev.deadletters, "carried*.jsonl"),
+        ),
+    )
 
 
 def estimate_cost(settings: Settings, tokens_by_modality: dict[str, int]) -> dict:
@@ -126,6 +198,11 @@ def write_plan(ctx: RunContext) -> dict:
         "request_bytes": sum(f.bytes for f in files),
         "waves": len(waves),
         "wave_files": waves,
+        "estimated_queue_hours": {
+            "typical": len(waves) * ctx.settings.config.quota.expected_job_hours,
+            "worst_case": len(waves) * 24.0,
+            "why": "each wave must end before the next fits the enqueued-token quota",
+        },
         "quota_enqueued_tokens": ctx.settings.config.quota.enqueued_tokens,
         "estimated_cost": estimate_cost(ctx.settings, dict(tokens)),
         "deadletters": _count_lines(fs.join(ctx.paths.deadletters, "chunk*.jsonl")),
@@ -149,47 +226,69 @@ def _count_lines(pattern: str) -> int:
 
 
 def prepare(ctx: RunContext) -> dict:
-    """List, chunk and write request files; then the plan (nothing is submitted)."""
+    """List, chunk and write request files; then the plan (nothing is submitted).
+
+    A resumed run that already prepared reuses its request files: they are what the
+    ledger guards, so re-listing a changed corpus must not replace them mid-run.
+    """
+    if phase_reached(ctx.paths, "prepared"):
+        return read_json(ctx.paths.plan)
     validate_sources(ctx.settings)
-    start_run(ctx.settings, ctx.paths)
-    graph.run_prepare(ctx.settings, ctx.paths, list(ctx.beam_args))
-    return write_plan(ctx)
+    if not fs.exists(ctx.paths.run_state):
+        start_run(ctx.settings, ctx.paths)
+    previous = previous_run(ctx.settings, ctx.paths)
+    update_run_state(ctx.paths, previous_run=previous and previous.run_id)
+    graph.run_prepare(ctx.settings, ctx.paths, list(ctx.beam_args), previous)
+    plan = write_plan(ctx)
+    set_phase(ctx.paths, "prepared")
+    return plan
 
 
-def drive_jobs(ctx: RunContext, client, *, once: bool) -> dict[str, int]:
+def job_driver(ctx: RunContext, client) -> JobDriver:
     c = ctx.settings.config
-    driver = JobDriver(client, ctx.paths, request_files(ctx.paths), c.model, capacity(ctx.settings))
-    return driver.drive(c.gemini.poll_interval_s, c.gemini.max_poll_interval_s, once=once)
+    return JobDriver(client, ctx.paths, request_files(ctx.paths), c.model,
+                     capacity(ctx.settings), max_attempts=c.max_attempts)
 
 
-def jobs_pending(ctx: RunContext, client) -> bool:
+def drive_jobs(ctx: RunContext, client, *, once: bool) -> JobDriver:
     c = ctx.settings.config
-    return JobDriver(
-        client, ctx.paths, request_files(ctx.paths), c.model, capacity(ctx.settings)
-    ).pending()
+    driver = job_driver(ctx, client)
+    driver.drive(c.gemini.poll_interval_s, c.gemini.max_poll_interval_s, once=once)
+    return driver
 
 
 def result_sets(ctx: RunContext) -> list[ResultSet]:
+    """One ResultSet per original request file: its own results and its follow-ups'
+    (resubmissions, redrives) in attempt order; a key succeeds if any attempt did."""
+    from pipeline.jobs import family_of, key_attempts
     from pipeline.ledger import Ledger
 
     files = request_files(ctx.paths)
-    records = {r.request_name: r for r in Ledger(ctx.paths.ledger).all()}
+    families: dict[str, list] = {}
+    for record in Ledger(ctx.paths.ledger).all():
+        families.setdefault(family_of(record.request_name), []).append(record)
     sets = []
     for index, info in enumerate(files):
-        record = records.get(info.name)
-        results = ()
-        if record is not None and record.state == "COLLECTED":
-            results = ((fs.join(ctx.paths.results, f"{info.name}.jsonl"), record.job_name),)
-        reason = "no result line for this key"
-        if record is not None and record.state in {"FAILED", "EXPIRED", "CANCELLED"}:
-            reason = f"batch job {record.job_name} ended {record.state}: {record.error or ''}".strip()
-        sets.append(ResultSet(index, len(files), info.name, info.keys_path, results, reason))
+        records = sorted(families.get(info.name, []), key=lambda r: key_attempts(r.request_name))
+        results = tuple(
+            (fs.join(ctx.paths.results, f"{r.request_name}.jsonl"), r.job_name)
+            for r in records
+            if r.state == "COLLECTED"
+        )
+        attempts = max((key_attempts(r.request_name) + r.attempts - 1 for r in records), default=0)
+        reason = f"no result line for this key after {attempts} attempt(s)"
+        last = records[-1] if records else None
+        if last is not None and last.state in {"FAILED", "EXPIRED", "CANCELLED"}:
+            reason = (f"batch job {last.job_name} ended {last.state} after {last.attempts} "
+                      f"attempt(s): {last.error or 'no reason given'}")
+        sets.append(ResultSet(index, len(files), info.name, info.keys_path, results,
+                              reason, max(attempts, 1)))
     return sets
 
 
 def write_embeddings(ctx: RunContext) -> None:
-    graph.run_write(ctx.settings, ctx.paths, result_sets(ctx), attempts=1,
-                    extra_args=list(ctx.beam_args))
+    graph.run_write(ctx.settings, ctx.paths, result_sets(ctx), extra_args=list(ctx.beam_args))
+    set_phase(ctx.paths, "written")
 
 
 def build_index(ctx: RunContext) -> dict | None:
@@ -200,16 +299,16 @@ def build_index(ctx: RunContext) -> dict | None:
         return None
     config = IndexConfig(**ix.model_dump(exclude={"enabled"}))
     options = graph.pipeline_options(ctx.settings, list(ctx.beam_args))
-    return build(ctx.paths.embeddings, ctx.paths.index, config, options)
+    return build(ctx.paths.root, config, options)
 
 
-def embedded_rows(paths: RunPaths) -> tuple[int, dict[str, int]]:
-    """(rows, billed tokens per modality) over the run's Parquet parts."""
+def embedded_rows(paths: RunPaths, pattern: str) -> tuple[int, dict[str, int]]:
+    """(rows, tokens per modality) over the run's Parquet files matching ``pattern``."""
     import pyarrow.parquet as pq
 
     rows = 0
     tokens: Counter = Counter()
-    for path, _ in fs.match(fs.join(paths.embeddings, "part-*.parquet")):
+    for path, _ in fs.match(fs.join(paths.embeddings, pattern)):
         with fs.local_copy(path, suffix=".parquet") as local:
             table = pq.read_table(local, columns=["modality", "token_count"])
         rows += table.num_rows
@@ -220,11 +319,26 @@ def embedded_rows(paths: RunPaths) -> tuple[int, dict[str, int]]:
     return rows, dict(tokens)
 
 
+def job_summary(records) -> dict:
+    """Job names, final states, and what was retried (whole jobs and follow-up files)."""
+    states = Counter(r.state for r in records)
+    return {
+        "names": sorted(
+            {r.job_name for r in records if r.job_name}
+            | {h[0] for r in records for h in r.history if h[0]}
+        ),
+        "request_files_by_state": dict(states),
+        "resubmitted_jobs": sum(len(r.history) for r in records),
+        "followup_files": sum(1 for r in records if "-r" in r.request_name),
+    }
+
+
 def finish(ctx: RunContext, plan: dict, index_report: dict | None) -> tuple[dict, int]:
     """Write manifest.json (last) and current.json; return (manifest, exit code)."""
     from pipeline.ledger import Ledger
 
-    rows, billed = embedded_rows(ctx.paths)
+    rows, billed = embedded_rows(ctx.paths, "part-*.parquet")
+    carried_rows, _ = embedded_rows(ctx.paths, "carried-*.parquet")
     objects = listing_counts(ctx.paths)
     dead_chunks = _count_lines(fs.join(ctx.paths.deadletters, "collect*.jsonl"))
     dead_objects = objects["by_status"].get("dead", 0)
@@ -246,19 +360,22 @@ def finish(ctx: RunContext, plan: dict, index_report: dict | None) -> tuple[dict
             "chunked_objects": objects["by_status"].get("chunked", 0),
             "empty_objects": objects["by_status"].get("empty", 0),
             "dead_objects": dead_objects,
-            "unchanged": 0,
-            "tombstoned": 0,
+            "unchanged": objects["by_status"].get("unchanged", 0),
+            "tombstoned": objects["tombstoned"],
             "chunks": objects["chunks"],
             "embedded_rows": rows,
             "dead_chunks": dead_chunks,
+            "carried_rows": carried_rows,
+            "carried_dead_chunks": _count_lines(fs.join(ctx.paths.deadletters, "carried*.jsonl")),
         },
+        "previous_run": read_json(ctx.paths.run_state).get("previous_run"),
         "tokens": {
             "planned": plan["tokens_total"],
             "billed": sum(billed.values()),
             "billed_by_modality": billed,
         },
         "cost": {"planned": plan["estimated_cost"], "billed": estimate_cost(ctx.settings, billed)},
-        "jobs": sorted(r.job_name for r in Ledger(ctx.paths.ledger).all() if r.job_name),
+        "jobs": job_summary(Ledger(ctx.paths.ledger).all()),
         "index": index_report and {
             k: index_report.get(k) for k in ("factory", "nlist", "nprobe", "ntotal", "recall")
         },
@@ -268,8 +385,10 @@ def finish(ctx: RunContext, plan: dict, index_report: dict | None) -> tuple[dict
     listed = max(1, objects["listed"])
     failed_fraction = (dead_objects + min(dead_chunks, objects["chunks"])) / listed
     exit_code = 3 if failed_fraction > c.deadletter_tolerance else 0
+    set_phase(ctx.paths, "done")
     if exit_code == 0:
         write_json(ctx.paths.current, {"run_id": ctx.paths.run_id, "manifest": ctx.paths.manifest})
+    release_slot(ctx.settings)
     return manifest, exit_code
 
 
@@ -279,8 +398,11 @@ def summary_text(plan: dict, manifest: dict) -> str:
     return json.dumps(
         {
             "documents": counts["listed"],
+            "unchanged_documents": counts["unchanged"],
+            "deleted_documents": counts["tombstoned"],
             "chunks": counts["chunks"],
             "embedded": counts["embedded_rows"],
+            "carried_from_previous_run": counts["carried_rows"],
             "dead_letters": counts["dead_objects"] + counts["dead_chunks"],
             "tokens": manifest["tokens"],
             "cost_usd": {"batch": cost["batch_usd"], "interactive": cost["interactive_usd"]},

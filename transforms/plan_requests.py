@@ -183,6 +183,33 @@ def write_request_file(planned: list[PlannedLine], requests_dir: str, name: str)
     )
 
 
+def select_lines(
+    original: RequestFileInfo, wanted: set[str], requests_dir: str, name: str
+) -> RequestFileInfo:
+    """A new request file holding only ``wanted`` keys of ``original`` (for resubmission).
+
+    Lines are copied byte for byte, so a resubmitted chunk is exactly the request that
+    was planned (and priced) the first time.
+    """
+    keys = pq.read_table(io.BytesIO(fs.read_bytes(original.keys_path))).to_pylist()
+    meta = {row["chunk_id"]: row for row in keys if row["chunk_id"] in wanted}
+    planned = []
+    for raw in fs.iter_lines(original.path):
+        key = json.loads(raw)["key"]
+        if key in meta:
+            row = meta[key]
+            planned.append(
+                PlannedLine(
+                    chunk_id=key,
+                    line=raw.encode("utf-8"),
+                    meta=tuple(row[f.name] for f in KEYS_SCHEMA if f.name != "line_bytes"),
+                    est_tokens=row["est_tokens"],
+                    modality=row["modality"],
+                )
+            )
+    return write_request_file(planned, requests_dir, name)
+
+
 class WriteRequestFilesDoFn(beam.DoFn):
     def __init__(self, requests_dir: str, sizing: RequestSizing):
         self._dir = requests_dir

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
 from transforms import fs
+from transforms.crash import crash_point
 from transforms.embeddings_schema import EmbeddingsMeta, embeddings_schema
 from transforms.gemini_client import parse_result_line
 from transforms.types import DeadLetter
@@ -35,6 +36,7 @@ class ResultSet:
     keys_path: str
     results: tuple  # ((results_path, batch_job_name), ...) in attempt order
     missing_reason: str = "no result line for this key"
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -190,10 +192,11 @@ class WriteEmbeddingsDoFn(beam.DoFn):
         buf = io.BytesIO()
         pq.write_table(table.replace_schema_metadata(self._meta.to_kv()), buf)
         fs.write_bytes(fs.join(self._dir, part_name(rs.part_index, rs.part_count)), buf.getvalue())
+        crash_point("part-written")
         self._rows.inc(table.num_rows)
         self._failed.inc(len(failures))
         for failure in failures:
-            yield beam.pvalue.TaggedOutput(FAILURES, failure)
+            yield beam.pvalue.TaggedOutput(FAILURES, failure_to_dead_letter(failure, rs.attempts))
         yield {"part": part_name(rs.part_index, rs.part_count), "rows": table.num_rows}
 
 
