@@ -25,6 +25,7 @@ setup(
         "pypdf[crypto]>=5",
         "Pillow>=10",
         "pydantic>=2.5,<3",
+        "matplotlib>=3.7",
     ],
     extras_require={
         "dev": [

@@ -55,6 +55,9 @@ class TextSettings(_Section):
 class MediaSettings(_Section):
     image_max_side: int = Field(3072, ge=64)
     inline_max_bytes: int = Field(14_000_000, ge=1024)
+    files_api_threshold_bytes: int = Field(
+        8_000_000, ge=0, description="Media parts above this go through the Files API, not inline"
+    )
     video_overlap_seconds: float = Field(0.0, ge=0)
     video_keep_audio: bool = True
     extract_audio_from_video: bool = False

@@ -1,0 +1,145 @@
+"""The recall gate: measured recall of the served index against exact search.
+
+Queries are corpus vectors, so each query's own id is left out of both the exact and the
+approximate answers (leave-one-out); otherwise every IVF-Flat probe finds the query
+itself and recall@1 says nothing. A returned id counts as correct when its exact score
+reaches the k-th exact score (within float noise), so ties and summation-order
+differences never count as misses.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+K = 10
+TIE_EPS = 1e-5
+GT_DEPTH = 2 * K + 1  # exact neighbours kept per query: self + k + tie margin
+
+
+class RecallTargetUnreachable(RuntimeError):
+    """No nprobe up to the limit reaches the target recall@10."""
+
+    def __init__(self, message: str, *, target: float | None = None, best: float | None = None):
+        super().__init__(message)
+        self.target = target
+        self.best = best
+
+
+def exact_topk(queries: np.ndarray, x: np.ndarray, ids: np.ndarray, depth: int = GT_DEPTH):
+    """Exact inner-product top-``depth`` of ``queries`` among rows ``x`` (global ``ids``)."""
+    k = min(depth, len(x))
+    scores, idx = faiss.knn(queries, x, k, metric=faiss.METRIC_INNER_PRODUCT)
+    return scores, np.where(idx >= 0, ids[np.maximum(idx, 0)], -1)
+
+
+def merge_topk(parts, depth: int = GT_DEPTH) -> tuple[np.ndarray, np.ndarray]:
+    """k-way merge of per-shard (scores, ids) into the global top-``depth``; ties by id."""
+    scores = np.hstack([s for s, _ in parts])
+    ids = np.hstack([i for _, i in parts])
+    scores = np.where(ids < 0, -np.inf, scores)
+    order = np.lexsort((ids, -scores), axis=-1)[:, :depth]
+    return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+
+
+def _drop_self(ids: np.ndarray, query_ids: np.ndarray, k: int) -> np.ndarray:
+    """Each row without the query's own id, truncated to k (-1 padded)."""
+    out = np.full((len(ids), k), -1, dtype=np.int64)
+    for q, row in enumerate(ids):
+        kept = row[(row != query_ids[q]) & (row >= 0)][:k]
+        out[q, : len(kept)] = kept
+    return out
+
+
+def recall_at(
+    k: int, approx: np.ndarray, gt_scores: np.ndarray, gt_ids: np.ndarray, query_ids: np.ndarray
+) -> float:
+    """Mean fraction of the top-k returned ids whose exact score reaches the k-th exact one."""
+    hits, total = 0, 0
+    for q in range(len(query_ids)):
+        keep = (gt_ids[q] != query_ids[q]) & (gt_ids[q] >= 0)
+        ids, scores = gt_ids[q][keep], gt_scores[q][keep]
+        if not len(ids):
+            continue
+        want = min(k, len(ids))
+        threshold = scores[want - 1] - TIE_EPS
+        exact = dict(zip(ids.tolist(), scores.tolist()))
+        got = [i for i in approx[q][:want].tolist() if i >= 0]
+        hits += sum(exact.get(i, -np.inf) >= threshold for i in got)
+        total += want
+    return hits / total if total else 1.0
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    nprobe: int
+    recall_at_1: float
+    recall_at_10: float
+    qps: float
+    vectors_scanned_per_query: float
+
+
+def nprobe_sweep(nlist: int, max_nprobe: int, forced: int | None) -> list[int]:
+    """1, 2, 4, … up to min(max_nprobe, nlist), plus the limit and any configured nprobe."""
+    top = min(max_nprobe, nlist)
+    values = {1 << i for i in range(top.bit_length()) if 1 << i <= top} | {top}
+    if forced is not None:
+        values.add(min(forced, nlist))
+    return sorted(values)
+
+
+def measure(searcher, queries, query_ids, gt_scores, gt_ids, nprobes) -> list[SweepPoint]:
+    """Recall@1/@10 and batched QPS (best of up to 3 runs) per nprobe."""
+    points = []
+    for nprobe in nprobes:
+        searcher.set_nprobe(nprobe)
+        best, runs, spent = np.inf, 0, 0.0
+        faiss.cvar.indexIVF_stats.reset()
+        while runs < 3 and (runs == 0 or spent < 1.0):
+            t0 = time.perf_counter()
+            _, ids = searcher.search_ids(queries, K + 1)
+            elapsed = time.perf_counter() - t0
+            best, runs, spent = min(best, elapsed), runs + 1, spent + elapsed
+        scanned = faiss.cvar.indexIVF_stats.ndis / (runs * len(queries))
+        approx = _drop_self(ids, query_ids, K)
+        points.append(
+            SweepPoint(
+                nprobe=nprobe,
+                recall_at_1=recall_at(1, approx, gt_scores, gt_ids, query_ids),
+                recall_at_10=recall_at(K, approx, gt_scores, gt_ids, query_ids),
+                qps=len(queries) / max(best, 1e-9),
+                vectors_scanned_per_query=scanned,
+            )
+        )
+    return points
+
+
+def choose_nprobe(
+    points: list[SweepPoint], target: float, forced: int | None
+) -> tuple[int | None, str]:
+    """Smallest nprobe reaching the target (or the configured one if it does); None if none."""
+    if forced is not None:
+        point = next(p for p in points if p.nprobe == forced)
+        if point.recall_at_10 >= target:
+            return (
+                forced,
+                f"{forced}: override; recall@10 {point.recall_at_10:.3f} ≥ target {target}",
+            )
+        return (
+            None,
+            f"override nprobe={forced} gives recall@10 {point.recall_at_10:.3f} < target {target}",
+        )
+    for p in points:
+        if p.recall_at_10 >= target:
+            return p.nprobe, (
+                f"{p.nprobe}: smallest nprobe with recall@10 {p.recall_at_10:.3f} ≥ target {target} "
+                f"({p.qps:,.0f} QPS batched)"
+            )
+    best = max(points, key=lambda p: p.recall_at_10)
+    return None, (
+        f"no nprobe ≤ {points[-1].nprobe} reaches recall@10 {target} "
+        f"(best {best.recall_at_10:.3f} at nprobe {best.nprobe})"
+    )

@@ -1,0 +1,316 @@
+"""The index stages as plain functions over small frozen dataclasses.
+
+Each function is one named Beam step in :mod:`transforms.index.build` and runs just as
+well without Beam (tests and the benchmark call them directly). Only paths, row numbers
+and small arrays (held-out queries and their exact neighbours) travel between them; the
+training sample goes through ``index/sample/`` files and every index through files with
+deterministic names, so a retried bundle overwrites its own output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from transforms import fs
+from transforms.index import report as rep
+from transforms.index.layout import IndexLayout, delete, local_output, match_paths, write_index
+from transforms.index.merge import merge
+from transforms.index.params import IndexConfig, IndexParams
+from transforms.index.plan import IndexPlan, global_ids
+from transforms.index.recall import (
+    RecallTargetUnreachable,
+    SweepPoint,
+    choose_nprobe,
+    exact_topk,
+    measure,
+    merge_topk,
+    nprobe_sweep,
+)
+from transforms.index.search import IndexSearcher, ServingInfo
+from transforms.index.source import ID_MAP_COLUMNS, ShardInfo, iter_batches, take_rows
+
+ID_MAP_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("chunk_id", pa.string()),
+        ("source_uri", pa.string()),
+        ("modality", pa.string()),
+        ("unit", pa.string()),
+        ("start", pa.float64()),
+        ("end", pa.float64()),
+    ]
+)
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+# -- elements -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SamplePart:
+    """Training rows stay in a file (they can be GBs); the few queries travel inline."""
+
+    shard: int
+    train_path: str | None
+    queries: np.ndarray
+    seconds: float
+    peak_rss: int
+
+
+@dataclass(frozen=True)
+class Trained:
+    path: str
+    sha256: str
+    queries: np.ndarray
+    query_ids: np.ndarray
+    sample_size: int
+    sample_seconds: float
+    sample_peak_rss: int
+    seconds: float
+    threads: int
+    peak_rss: int
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    shard: int
+    rows: int
+    gt_scores: np.ndarray
+    gt_ids: np.ndarray
+    seconds: float
+    threads: int
+    peak_rss: int
+
+
+@dataclass(frozen=True)
+class Merged:
+    shards: tuple[ShardResult, ...]
+    files: tuple[str, ...]
+    seconds: float
+    peak_rss: int
+
+
+@dataclass(frozen=True)
+class Measured:
+    merged: Merged
+    points: tuple[SweepPoint, ...]
+    chosen: int | None
+    reason: str
+    list_sizes: np.ndarray
+    seconds: float
+    threads: int
+    peak_rss: int
+
+
+# -- stage functions ------------------------------------------------------------------
+def draw_sample(info: ShardInfo, plan: IndexPlan, layout: IndexLayout) -> Iterator[SamplePart]:
+    """This shard's share of the uniform training sample and held-out queries."""
+    empty = np.empty(0, np.int64)
+    train, queries = plan.train_rows.get(info.shard, empty), plan.query_rows.get(info.shard, empty)
+    if not len(train) and not len(queries):
+        return
+    t0 = time.perf_counter()
+    rows = np.union1d(train, queries)
+    x = take_rows(info.path, plan.space.dimensionality, rows)
+    train_path = None
+    if len(train):
+        train_path = layout.sample_part(info.shard)
+        with local_output(train_path) as path, open(path, "wb") as fh:
+            np.save(fh, x[np.searchsorted(rows, train)])
+    yield SamplePart(
+        info.shard,
+        train_path,
+        x[np.searchsorted(rows, queries)],
+        time.perf_counter() - t0,
+        rep.peak_rss_bytes(),
+    )
+
+
+def _load_npy(uri: str) -> np.ndarray:
+    with fs.local_copy(uri, suffix=".npy") as path:
+        return np.load(path)
+
+
+def make_template(params: IndexParams, d: int, sample: np.ndarray, seed: int) -> faiss.Index:
+    """Empty trained index: the coordinate system every shard shares."""
+    index = faiss.index_factory(d, params.factory, faiss.METRIC_INNER_PRODUCT)
+    ivf = faiss.extract_index_ivf(index)
+    if params.exact:
+        ivf.quantizer.add(np.zeros((1, d), dtype=np.float32))  # one list holds everything
+        ivf.is_trained = True
+    else:
+        ivf.cp.seed = seed
+        index.train(sample)
+    return index
+
+
+def train_template(
+    parts: Sequence[SamplePart], plan: IndexPlan, layout: IndexLayout, config: IndexConfig
+) -> Trained:
+    """Train on one worker with every core, write ``trained.index``."""
+    parts = sorted(parts, key=lambda p: p.shard)
+    d = plan.space.dimensionality
+    t_load = time.perf_counter()
+    trains = [_load_npy(p.train_path) for p in parts if p.train_path]
+    sample = np.concatenate(trains) if trains else np.empty((0, d), np.float32)
+    queries = np.concatenate([p.queries for p in parts]) if parts else np.empty((0, d), np.float32)
+    threads = config.faiss_threads or cores()
+    faiss.omp_set_num_threads(threads)
+    t0 = time.perf_counter()
+    index = make_template(plan.params, d, sample, config.seed)
+    write_index(index, layout.trained)
+    return Trained(
+        path=layout.trained,
+        sha256=hashlib.sha256(faiss.serialize_index(index).tobytes()).hexdigest(),
+        queries=queries,
+        query_ids=plan.query_ids,
+        sample_size=len(sample),
+        sample_seconds=sum(p.seconds for p in parts) + t0 - t_load,
+        sample_peak_rss=max([p.peak_rss for p in parts], default=0),
+        seconds=time.perf_counter() - t0,
+        threads=threads,
+        peak_rss=rep.peak_rss_bytes(),
+    )
+
+
+def add_shard(
+    info: ShardInfo,
+    plan: IndexPlan,
+    trained: Trained,
+    template: np.ndarray,
+    layout: IndexLayout,
+    threads: int,
+) -> ShardResult:
+    """One shard: ``add_with_ids`` into a fresh template copy, id map, exact neighbours."""
+    t0 = time.perf_counter()
+    d = plan.space.dimensionality
+    index = faiss.deserialize_index(template)
+    gt = None
+    with contextlib.ExitStack() as stack:
+        ids_path = stack.enter_context(local_output(layout.shard_ids(info.shard)))
+        writer = stack.enter_context(pq.ParquetWriter(ids_path, ID_MAP_SCHEMA))
+        store = None
+        if plan.params.refine:
+            store_path = stack.enter_context(local_output(layout.shard_refine(info.shard)))
+            store = np.lib.format.open_memmap(
+                store_path, mode="w+", dtype=np.dtype(plan.params.refine), shape=(info.rows, d)
+            )
+            stack.callback(store.flush)
+        rows = 0
+        for start, x, batch in iter_batches(info.path, d, ID_MAP_COLUMNS):
+            ids = global_ids(info.shard, np.arange(start, start + len(x)))
+            index.add_with_ids(x, ids)
+            writer.write_table(
+                pa.Table.from_arrays(
+                    [pa.array(ids), *(batch.column(c) for c in ID_MAP_COLUMNS)],
+                    schema=ID_MAP_SCHEMA,
+                )
+            )
+            if store is not None:
+                store[start : start + len(x)] = x
+            if len(trained.queries):
+                part = exact_topk(trained.queries, x, ids)
+                gt = merge_topk([gt, part] if gt is not None else [part])
+            rows = start + len(x)
+    if rows != info.rows:
+        raise ValueError(f"{info.path}: {rows} rows read, footer said {info.rows}")
+    write_index(index, layout.shard_index(info.shard))
+    if gt is None:
+        q = len(trained.queries)
+        gt = (np.full((q, 0), -np.inf, np.float32), np.full((q, 0), -1, np.int64))
+    return ShardResult(
+        info.shard, rows, gt[0], gt[1], time.perf_counter() - t0, threads, rep.peak_rss_bytes()
+    )
+
+
+def merge_shards(results: Sequence[ShardResult], plan: IndexPlan, layout: IndexLayout) -> Merged:
+    t0 = time.perf_counter()
+    results = tuple(sorted(results, key=lambda r: r.shard))
+    files = merge(plan.params.merge, layout, [r.shard for r in results])
+    return Merged(results, tuple(files), time.perf_counter() - t0, rep.peak_rss_bytes())
+
+
+def serving_info(plan: IndexPlan, nprobe: int | None) -> ServingInfo:
+    return ServingInfo(
+        mode=plan.params.merge,
+        shards=tuple(i.shard for i in plan.shards),
+        nlist=plan.params.nlist,
+        space=plan.space,
+        refine=plan.params.refine,
+        k_factor=plan.params.k_factor,
+        nprobe=nprobe,
+    )
+
+
+def measure_recall(
+    merged: Merged, plan: IndexPlan, trained: Trained, layout: IndexLayout, config: IndexConfig
+) -> Measured:
+    """Sweep nprobe on the served index against the shards' exact neighbours."""
+    t0 = time.perf_counter()
+    threads = config.faiss_threads or cores()
+    faiss.omp_set_num_threads(threads)
+    gt_scores, gt_ids = merge_topk([(r.gt_scores, r.gt_ids) for r in merged.shards])
+    searcher = IndexSearcher(layout.root, serving_info(plan, None))
+    nlist = plan.params.nlist
+    forced = (
+        min(config.nprobe, nlist) if config.nprobe is not None and not plan.params.exact else None
+    )
+    points = measure(
+        searcher,
+        trained.queries,
+        trained.query_ids,
+        gt_scores,
+        gt_ids,
+        nprobe_sweep(nlist, config.max_nprobe, forced),
+    )
+    chosen, reason = choose_nprobe(points, config.target_recall_at_10, forced)
+    if plan.params.exact and chosen is not None:
+        reason = f"1: the single list holds every vector (exact); measured recall@10 {points[0].recall_at_10:.3f}"
+    return Measured(
+        merged,
+        tuple(points),
+        chosen,
+        reason,
+        searcher.list_sizes(),
+        time.perf_counter() - t0,
+        threads,
+        rep.peak_rss_bytes(),
+    )
+
+
+def publish_report(
+    measured: Measured,
+    plan: IndexPlan,
+    trained: Trained,
+    layout: IndexLayout,
+    config: IndexConfig,
+) -> dict:
+    """Write report and plot, then enforce the gate (the report explains a failure)."""
+    report = rep.assemble_report(
+        measured, plan, trained, layout, config, serving_info(plan, measured.chosen)
+    )
+    rep.write_report(layout, report)
+    rep.plot_recall(layout, report)
+    sample_dir = fs.join(layout.root, "sample")
+    delete(match_paths(fs.join(sample_dir, "*.npy")))
+    if not fs.is_remote(sample_dir):
+        with contextlib.suppress(OSError):
+            os.rmdir(sample_dir)
+    if measured.chosen is None:
+        raise RecallTargetUnreachable(
+            f"recall gate failed: {measured.reason}; see {layout.report}",
+            target=config.target_recall_at_10,
+            best=max(p.recall_at_10 for p in measured.points),
+        )
+    return report
