@@ -49,7 +49,7 @@ def _write_index(infos, uri: str) -> None:
     write_json(uri, sorted((i.to_json() for i in infos), key=lambda d: d["name"]))
 
 
-def request_sizing(settings: Settings) -> RequestSizing:
+def request_sizing(settings: Settings, paths: RunPaths | None = None) -> RequestSizing:
     c = settings.config
     return RequestSizing(
         model=c.model,
@@ -57,6 +57,8 @@ def request_sizing(settings: Settings) -> RequestSizing:
         max_file_bytes=min(c.requests.max_file_bytes, settings.limits.input_file_bytes),
         max_lines=c.requests.max_lines_per_file,
         max_tokens=c.requests.max_tokens_per_file or c.quota.enqueued_tokens,
+        media_dir=paths.media if paths else "",
+        files_api_threshold_bytes=c.media.files_api_threshold_bytes,
     )
 
 
@@ -86,7 +88,9 @@ def build_prepare(
         )
     chunked = sources | "Chunk" >> ChunkSources(settings.chunk_settings())
     outcomes.append(chunked.outcomes)
-    files = chunked.chunks | "PlanRequests" >> PlanRequests(paths.requests, request_sizing(settings))
+    files = chunked.chunks | "PlanRequests" >> PlanRequests(
+        paths.requests, request_sizing(settings, paths)
+    )
     (
         files
         | "Gather request files" >> beam.combiners.ToList()

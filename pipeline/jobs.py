@@ -15,6 +15,7 @@ enqueued-token quota and the concurrent-job cap; later files wait for capacity.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -24,6 +25,7 @@ import random
 import re
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -33,8 +35,13 @@ from pipeline.ledger import Ledger, LedgerConflict, LedgerRecord
 from pipeline.run_layout import RunPaths, write_json
 from transforms import fs
 from transforms.crash import crash_point
-from transforms.gemini_client import BatchClient, QuotaExhausted, parse_result_line
-from transforms.plan_requests import RequestFileInfo, select_lines
+from transforms.gemini_client import (
+    BatchClient,
+    GeminiClientError,
+    QuotaExhausted,
+    parse_result_line,
+)
+from transforms.plan_requests import STAGED_SCHEME, RequestFileInfo, select_lines, staged_media
 
 _LOG = logging.getLogger(__name__)
 
@@ -194,7 +201,8 @@ class JobDriver:
             return False
         crash_point("claimed")
         if not record.file_name:
-            with fs.local_copy(info.path, suffix=".jsonl") as local:
+            record = self._upload_staged_media(info, record)
+            with self._request_with_uris(info, record) as local:
                 file_name = self.client.upload_jsonl(local, record.display_name)
             record = self.ledger.update(record, state="UPLOADED", file_name=file_name)
         # A resumed claim may have died between create and the ledger update: look first.
@@ -207,6 +215,45 @@ class JobDriver:
             output_file=job.output_file,
         )
         return True
+
+    def _upload_staged_media(self, info: RequestFileInfo, record: LedgerRecord) -> LedgerRecord:
+        """Upload the large media this file references through the Files API (each
+        upload recorded in the ledger at once, so a resumed submit does not repeat it)."""
+        done = {m[0] for m in record.media_files}
+        for name, mime in sorted(staged_media(info.path).items()):
+            if name in done:
+                continue
+            with fs.local_copy(fs.join(self.paths.media, name), suffix=os.path.splitext(name)[1]) as local:
+                ref = self.client.upload_media(local, mime, f"{record.display_name}-{name}")
+            record = self.ledger.update(
+                record, media_files=record.media_files + ((name, ref.name, ref.uri),)
+            )
+        return record
+
+    @contextlib.contextmanager
+    def _request_with_uris(self, info: RequestFileInfo, record: LedgerRecord):
+        """The request file as uploaded: staged references replaced by Files API URIs."""
+        if not record.media_files:
+            with fs.local_copy(info.path, suffix=".jsonl") as local:
+                yield local
+            return
+        swaps = {f'"{STAGED_SCHEME}{name}"': f'"{uri}"' for name, _file, uri in record.media_files}
+        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", encoding="utf-8") as out:
+            for line in fs.iter_lines(info.path):
+                if STAGED_SCHEME in line:
+                    for old, new in swaps.items():
+                        line = line.replace(old, new)
+                out.write(line if line.endswith("\n") else line + "\n")
+            out.flush()
+            yield out.name
+
+    def _delete_media(self, record: LedgerRecord) -> None:
+        """Uploaded media are deleted once their job is over (they would expire in 48 h)."""
+        for _name, file_name, _uri in record.media_files:
+            try:
+                self.client.delete_file(file_name)
+            except GeminiClientError as exc:
+                _LOG.warning("could not delete %s: %s", file_name, exc)
 
     # -- polling and collection ------------------------------------------------------
     def refresh(self) -> None:
@@ -231,6 +278,7 @@ class JobDriver:
         the re-claim is written first so a crash cannot create two."""
         _LOG.warning("job %s ended %s (%s); resubmitting %s",
                      record.job_name, record.state, record.error, record.request_name)
+        self._delete_media(record)
         self.ledger.update(
             record,
             state="CLAIMED",
@@ -238,6 +286,7 @@ class JobDriver:
             display_name=display_name(self.paths.run_id, record.request_name, record.attempts + 1),
             job_name=None,
             file_name=None,  # uploads expire after 48 h, as EXPIRED jobs have
+            media_files=(),
             output_file=None,
             history=record.history + ((record.job_name, record.state, record.error),),
         )
@@ -269,6 +318,7 @@ class JobDriver:
                             seen.add(match.group(1))
             crash_point("downloaded")
             followup = self._followup(record.request_name, retry, seen)
+            self._delete_media(record)
             self.ledger.update(record, state="COLLECTED", followup=followup)
             done += 1
         return done

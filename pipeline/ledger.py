@@ -24,7 +24,7 @@ class LedgerRecord:
     request_name: str
     display_name: str
     owner: str
-    state: str = "CLAIMED"  # CLAIMED → UPLOADED → CREATED → PENDING/RUNNING → ended states
+    state: str = "CLAIMED"  # CLAIMED → UPLOADED → PENDING/RUNNING → ended → COLLECTED
     file_name: str | None = None
     job_name: str | None = None
     output_file: str | None = None
@@ -32,6 +32,7 @@ class LedgerRecord:
     error: str | None = None
     est_tokens: int = 0
     followup: str | None = None  # follow-up request file for failed keys ('' = none)
+    media_files: tuple = ()  # ((staged name, Files API name, uri), ...) uploaded for this file
     history: tuple = field(default_factory=tuple)
     updated_at: str = ""
 
@@ -41,7 +42,8 @@ class LedgerRecord:
     @classmethod
     def from_bytes(cls, data: bytes) -> "LedgerRecord":
         raw = json.loads(data)
-        raw["history"] = tuple(tuple(h) if isinstance(h, list) else h for h in raw.get("history", ()))
+        for name in ("history", "media_files"):
+            raw[name] = tuple(tuple(h) if isinstance(h, list) else h for h in raw.get(name, ()))
         return cls(**raw)
 
 

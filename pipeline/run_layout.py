@@ -51,6 +51,10 @@ class RunPaths:
         return self._sub("requests", "files.json")
 
     @property
+    def media(self) -> str:
+        return self._sub("media")
+
+    @property
     def ledger(self) -> str:
         return self._sub("ledger")
 

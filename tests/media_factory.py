@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import struct
 import subprocess
+import tempfile
 import zlib
 
 import imageio_ffmpeg
@@ -100,10 +102,11 @@ def mpeg4_avi(path, seconds: float = 25) -> str:
 def truncated_mp4(path, source_mp4: str, faststart: bool = True) -> str:
     """First half of an MP4. With ``faststart`` the moov survives and the file still opens
     with its full declared duration; without it the moov is lost and nothing opens."""
-    full = str(path) + ".full.mp4"
-    _ffmpeg("-i", source_mp4, "-c", "copy", *(["-movflags", "+faststart"] if faststart else []), full)
-    with open(full, "rb") as fh:
-        data = fh.read()
+    with tempfile.TemporaryDirectory() as work:
+        full = os.path.join(work, "full.mp4")
+        _ffmpeg("-i", source_mp4, "-c", "copy", *(["-movflags", "+faststart"] if faststart else []), full)
+        with open(full, "rb") as fh:
+            data = fh.read()
     with open(path, "wb") as fh:
         fh.write(data[: len(data) // 2])
     return str(path)

@@ -237,11 +237,12 @@ def _full_record() -> LedgerRecord:
         error="quota: retry later",
         est_tokens=12345,
         history=(("CLAIMED", "2026-01-01T00:00:00+00:00"), ("RUNNING", "2026-01-01T00:05:00+00:00")),
+        media_files=(("0123abcd.mp4", "files/media1", "https://example/files/media1"),),
         updated_at="2026-01-01T00:10:00+00:00",
     )
     defaults = _record()
     for f in dataclasses.fields(LedgerRecord):
-        if getattr(rec, f.name) == getattr(defaults, f.name) and f.name not in ("history",):
+        if getattr(rec, f.name) == getattr(defaults, f.name) and f.name not in ("history", "media_files"):
             value = getattr(defaults, f.name)
             new = f"set-{f.name}" if value is None or isinstance(value, str) else value + 7
             rec = dataclasses.replace(rec, **{f.name: new})

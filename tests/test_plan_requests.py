@@ -41,7 +41,7 @@ def test_request_line_is_the_batch_api_embed_shape():
 
 
 def test_packing_respects_every_bound_and_keeps_all_lines():
-    planned = [plan_line(_chunk(i, "x" * (i % 13 + 1)), "gemini-embedding-2", 768) for i in range(50)]
+    planned = [plan_line(_chunk(i, "x" * (i % 13 + 1)), SIZING) for i in range(50)]
     files = pack_lines(reversed(planned), SIZING)
     assert sorted(p.chunk_id for f in files for p in f) == sorted(p.chunk_id for p in planned)
     for f in files:
@@ -57,7 +57,7 @@ def test_bucket_count_leaves_headroom():
 
 
 def test_written_files_are_byte_identical_and_carry_keys(tmp_path):
-    planned = [plan_line(_chunk(i), "gemini-embedding-2", 768) for i in range(5)]
+    planned = [plan_line(_chunk(i), SIZING) for i in range(5)]
     a = write_request_file(planned, str(tmp_path / "a"), "req-00000-000")
     b = write_request_file(list(reversed(sorted(planned, key=lambda p: p.chunk_id)))[::-1],
                            str(tmp_path / "b"), "req-00000-000")

@@ -7,6 +7,7 @@ ObjectOutcome per object, so the manifest can prove nothing was lost.
 from __future__ import annotations
 
 import logging
+import mimetypes
 import os
 from typing import Callable, Iterator
 
@@ -15,7 +16,9 @@ from apache_beam.metrics import Metrics
 
 from transforms import fs
 from transforms.chunk_errors import ChunkingError
+from transforms.chunk_records import chunk_records
 from transforms.chunk_text import chunk_text
+from transforms.list_sources import describe, expand_pattern
 from transforms.media.audio import chunk_audio
 from transforms.media.image import chunk_image
 from transforms.media.pdf import chunk_pdf
@@ -44,20 +47,49 @@ def _from_local_file(chunker):
     return run
 
 
-# detected_type -> (modality, chunker).
+def _describe_reference(uri: str) -> SourceObject:
+    listed = next(expand_pattern(uri), None)
+    if listed is None:
+        raise FileNotFoundError(f"media {uri!r} does not exist")
+    return describe(listed)
+
+
+def _records(source: SourceObject, settings: ChunkSettings):
+    def chunk_media(media: SourceObject) -> list[Chunk]:
+        chunks, errors, _status = chunk_source(media, settings)
+        if errors:
+            raise errors[0]
+        return chunks
+
+    with fs.local_copy(source.uri, suffix=os.path.splitext(source.uri)[1]) as local:
+        yield from chunk_records(source, local, settings, chunk_media, _describe_reference)
+
+
+# detected_type -> (modality, chunker). A chunker yields Chunks, and may also yield
+# ChunkingErrors for parts of the object (records rows) while the rest goes on.
 CHUNKERS: dict[str, tuple[str, Callable[[SourceObject, ChunkSettings], Iterator[Chunk]]]] = {
     "text": ("text", _text),
     "pdf": ("pdf", _from_local_file(chunk_pdf)),
     "image": ("image", _from_local_file(chunk_image)),
     "audio": ("audio", _from_local_file(chunk_audio)),
     "video": ("video", _from_local_file(chunk_video)),
+    "records": ("records", _records),
 }
 
 
 def chunk_source(source: SourceObject, settings: ChunkSettings):
-    """Pure routing: returns (chunks, outcome) or raises ChunkingError."""
+    """Pure routing: (chunks, per-part errors, status) or raises ChunkingError for the
+    whole object."""
+    named_as = mimetypes.guess_type(source.uri)[0] or ""
+    named_media = named_as.split("/")[0] in ("image", "audio", "video") or named_as == "application/pdf"
     if source.detected_type == "empty":
-        return [], "empty"
+        if named_media:
+            raise ChunkingError("corrupt_media", f"zero bytes, but named like {named_as}")
+        return [], [], "empty"
+    if source.detected_type == "text" and named_media:
+        # Type comes from content, but text in a file named like media is a broken
+        # export or a mix-up, not a document anyone meant to embed.
+        raise ChunkingError("content_mismatch", f"named like {named_as} but the content is text")
     entry = CHUNKERS.get(source.detected_type)
     if entry is None:
         raise ChunkingError(
@@ -67,13 +99,18 @@ def chunk_source(source: SourceObject, settings: ChunkSettings):
             + " is not supported",
         )
     modality, chunker = entry
-    if modality not in settings.limits.modalities:
+    # records are checked part by part: each referenced object goes through its own chunker
+    if modality != "records" and modality not in settings.limits.modalities:
         raise ChunkingError(
             "unsupported_modality",
             f"model {settings.limits.model} does not embed {modality} inputs",
         )
-    chunks = list(chunker(source, settings))
-    return chunks, ("chunked" if chunks else "empty")
+    chunks, errors = [], []
+    for item in chunker(source, settings):
+        (errors if isinstance(item, ChunkingError) else chunks).append(item)
+    if errors and not chunks:
+        return [], errors, "dead"
+    return chunks, errors, ("chunked" if chunks else "empty")
 
 
 class ChunkDoFn(beam.DoFn):
@@ -87,7 +124,7 @@ class ChunkDoFn(beam.DoFn):
 
     def process(self, source: SourceObject):
         try:
-            chunks, status = chunk_source(source, self._settings)
+            chunks, errors, status = chunk_source(source, self._settings)
         except ChunkingError as exc:
             yield from self._dead_letter(source, exc.error_class, exc.message)
             return
@@ -99,6 +136,9 @@ class ChunkDoFn(beam.DoFn):
             self._chunks.inc()
             self._tokens.inc(chunk.est_tokens)
             yield chunk
+        for error in errors:
+            self._dead.inc()
+            yield beam.pvalue.TaggedOutput(DEADLETTERS, self._letter(source, error.error_class, error.message))
         yield beam.pvalue.TaggedOutput(
             OUTCOMES,
             ObjectOutcome(
@@ -107,18 +147,19 @@ class ChunkDoFn(beam.DoFn):
             ),
         )
 
+    @staticmethod
+    def _letter(source: SourceObject, error_class: str, message: str) -> DeadLetter:
+        return DeadLetter(
+            source_uri=source.uri,
+            stage="chunk",
+            error_class=error_class,
+            message=f"{os.path.basename(source.uri)}: {message}",
+            source_generation=source.generation,
+        )
+
     def _dead_letter(self, source: SourceObject, error_class: str, message: str):
         self._dead.inc()
-        yield beam.pvalue.TaggedOutput(
-            DEADLETTERS,
-            DeadLetter(
-                source_uri=source.uri,
-                stage="chunk",
-                error_class=error_class,
-                message=f"{os.path.basename(source.uri)}: {message}",
-                source_generation=source.generation,
-            ),
-        )
+        yield beam.pvalue.TaggedOutput(DEADLETTERS, self._letter(source, error_class, message))
         yield beam.pvalue.TaggedOutput(
             OUTCOMES,
             ObjectOutcome(

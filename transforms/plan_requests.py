@@ -8,9 +8,12 @@ metadata WriteEmbeddings needs, so results are joined by key, never by order.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import math
+import mimetypes
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -38,15 +41,60 @@ KEYS_SCHEMA = pa.schema(
 )
 
 
+STAGED_SCHEME = "embedpipe-staged:"
+
+
 @dataclass(frozen=True)
 class RequestSizing:
-    """Bounds for one request file; the token bound keeps every file under the quota."""
+    """Bounds for one request file; the token bound keeps every file under the quota.
+
+    Inline media parts larger than ``files_api_threshold_bytes`` are staged under
+    ``media_dir`` and referenced as ``embedpipe-staged:<name>``; the submitter uploads
+    them through the Files API and swaps in the real URI (the API key never reaches
+    workers, and request files stay small and deterministic)."""
 
     model: str
     dimensionality: int
     max_file_bytes: int
     max_lines: int
     max_tokens: int
+    media_dir: str = ""
+    files_api_threshold_bytes: int = 8_000_000
+
+
+def stage_large_parts(parts: tuple, media_dir: str, threshold: int) -> tuple:
+    """Replace inline parts over ``threshold`` bytes with staged-file references.
+
+    Names are content hashes, so reruns and retries write the same object once."""
+    staged = []
+    for part in parts:
+        inline = part.get("inline_data")
+        if not inline or len(inline["data"]) * 3 // 4 <= threshold:
+            staged.append(part)
+            continue
+        data = base64.b64decode(inline["data"])
+        ext = mimetypes.guess_extension(inline["mime_type"]) or ".bin"
+        name = hashlib.sha256(data).hexdigest()[:32] + ext
+        target = fs.join(media_dir, name)
+        if not fs.exists(target):
+            fs.write_bytes(target, data)
+        staged.append(
+            {"file_data": {"mime_type": inline["mime_type"], "file_uri": STAGED_SCHEME + name}}
+        )
+    return tuple(staged)
+
+
+def staged_media(request_path: str) -> dict[str, str]:
+    """Staged media name → mime type, for every staged reference in a request file."""
+    found: dict[str, str] = {}
+    for line in fs.iter_lines(request_path):
+        if STAGED_SCHEME not in line:
+            continue
+        for part in json.loads(line)["request"]["content"]["parts"]:
+            ref = part.get("file_data", {})
+            if ref.get("file_uri", "").startswith(STAGED_SCHEME):
+                found[ref["file_uri"][len(STAGED_SCHEME):]] = ref["mime_type"]
+    return found
 
 
 @dataclass(frozen=True)
@@ -85,13 +133,13 @@ class RequestFileInfo:
         return cls(**d)
 
 
-def request_line(chunk: Chunk, model: str, dimensionality: int) -> bytes:
+def request_line(chunk: Chunk, model: str, dimensionality: int, parts: tuple | None = None) -> bytes:
     """One JSONL line in the Gemini Batch API's embed format, canonically serialised."""
     body = {
         "key": chunk.chunk_id,
         "request": {
             "model": f"models/{model}",
-            "content": {"parts": list(chunk.parts)},
+            "content": {"parts": list(chunk.parts if parts is None else parts)},
             "outputDimensionality": dimensionality,
         },
     }
@@ -101,11 +149,14 @@ def request_line(chunk: Chunk, model: str, dimensionality: int) -> bytes:
     )
 
 
-def plan_line(chunk: Chunk, model: str, dimensionality: int) -> PlannedLine:
+def plan_line(chunk: Chunk, sizing: RequestSizing) -> PlannedLine:
     loc = chunk.locator
+    parts = chunk.parts
+    if sizing.media_dir:
+        parts = stage_large_parts(parts, sizing.media_dir, sizing.files_api_threshold_bytes)
     return PlannedLine(
         chunk_id=chunk.chunk_id,
-        line=request_line(chunk, model, dimensionality),
+        line=request_line(chunk, sizing.model, sizing.dimensionality, parts),
         meta=(
             chunk.chunk_id, chunk.source_uri, chunk.source_generation, chunk.modality,
             chunk.mime_type, loc.unit, loc.start, loc.end, chunk.task, chunk.est_tokens,
@@ -242,9 +293,7 @@ class PlanRequests(beam.PTransform):
 
     def expand(self, chunks):
         sizing = self._sizing
-        planned = chunks | "Serialise request lines" >> beam.Map(
-            plan_line, sizing.model, sizing.dimensionality
-        )
+        planned = chunks | "Serialise request lines" >> beam.Map(plan_line, sizing)
         totals = (
             planned
             | "Line sizes" >> beam.Map(_totals)
