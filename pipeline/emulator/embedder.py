@@ -115,7 +115,12 @@ class Embedder:
         return Embedding(full[:dims].astype(np.float32), tokens)
 
     def estimate_tokens(self, model: str, request: object) -> int:
-        """Cheap token estimate for quota accounting; malformed requests count 0."""
+        """Cheap token estimate for quota accounting at create time; malformed requests count 0.
+
+        Nothing is decoded here (a batch may hold thousands of media lines and create is
+        synchronous): audio/video are guessed from their byte size at a typical bit rate,
+        PDFs at the page limit. ``embed`` bills the measured duration / page count.
+        """
         try:
             limits = self.limits_for(model)
             parts = pick(pick(request, "content") or {}, "parts") or []
@@ -142,7 +147,7 @@ class Embedder:
             return int(self._rates["image"])
         if modality == "pdf":  # without parsing: assume the page limit
             return int(limits.pdf_pages * self._rates["pdf_page"])
-        if modality in ("audio", "video"):
+        if modality in ("audio", "video"):  # no decoding at create time: a bit-rate guess
             return sized_media_tokens(modality, size, self._rates)
         return 0
 
