@@ -9,6 +9,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
+EMULATOR_KEY = "sk-emulator-SECRET-4242"  # distinctive, so tests can prove it never leaks
+
 # Never let google-auth probe a metadata server from tests.
 os.environ.setdefault("NO_GCE_CHECK", "true")
 
@@ -30,3 +32,18 @@ def chunk_settings(limits):
     from transforms.settings import ChunkSettings
 
     return ChunkSettings(limits=limits)
+
+
+@pytest.fixture(scope="session")
+def server():
+    """One in-process Gemini API emulator for the SDK and client tests (reset per test)."""
+    from pipeline.emulator import EmulatorServer
+
+    with EmulatorServer(api_key=EMULATOR_KEY) as srv:
+        yield srv
+
+
+@pytest.fixture(autouse=True)
+def _fresh_emulator(request):
+    if "server" in request.fixturenames:
+        request.getfixturevalue("server").reset()

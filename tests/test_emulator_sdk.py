@@ -22,20 +22,10 @@ from pipeline.emulator import EmulatorServer
 
 pytestmark = pytest.mark.filterwarnings("ignore:batches.create_embeddings")
 
-KEY = "emulator-test-key"
+from conftest import EMULATOR_KEY as KEY  # noqa: E402
 HTTP = httpx.Client(timeout=10)  # one client: building one per call costs ~70 ms
 
 
-@pytest.fixture(scope="module")
-def server():
-    with EmulatorServer(api_key=KEY) as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def _fresh(request):
-    if "server" in request.fixturenames:
-        request.getfixturevalue("server").reset()
 
 
 def sdk(base_url: str, version: str = "v1beta", key: str = KEY) -> genai.Client:

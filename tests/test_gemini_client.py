@@ -20,21 +20,11 @@ from transforms.gemini_client import (
 
 pytestmark = pytest.mark.filterwarnings("ignore:batches.create_embeddings")
 
-KEY = "sk-emulator-SECRET-4242"
+from conftest import EMULATOR_KEY as KEY  # noqa: E402
 MODEL = "gemini-embedding-2"
 HTTP = httpx.Client(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def server():
-    with EmulatorServer(api_key=KEY) as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def _fresh(request):
-    if "server" in request.fixturenames:
-        request.getfixturevalue("server").reset()
 
 
 def connect(base_url: str, key: str = KEY, **kw) -> BatchClient:

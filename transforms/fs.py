@@ -46,21 +46,19 @@ def iter_lines(uri: str) -> Iterator[str]:
 
 
 def write_bytes(uri: str, data: bytes) -> None:
-    """Write a whole object. Local writes go through a temp file + rename (atomic)."""
+    """Write a whole object. Local writes are atomic and durable (see ``open_write``)."""
     if is_remote(uri):
         with FileSystems.create(uri, compression_type="uncompressed") as fh:
             fh.write(data)
         return
-    os.makedirs(os.path.dirname(os.path.abspath(uri)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(uri)), prefix=".tmp-")
-    with os.fdopen(fd, "wb") as fh:
+    with open_write(uri) as fh:
         fh.write(data)
-    os.replace(tmp, uri)
 
 
 @contextlib.contextmanager
 def open_write(uri: str) -> Iterator:
-    """Stream-write an object; local files appear atomically when the block ends."""
+    """Stream-write an object; local files appear atomically, fsynced, when the block ends
+    (a crash leaves the old version or the new one, never a torn file)."""
     if is_remote(uri):
         with FileSystems.create(uri, compression_type="uncompressed") as fh:
             yield fh
@@ -71,6 +69,8 @@ def open_write(uri: str) -> Iterator:
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, uri)
     finally:
         if os.path.exists(tmp):

@@ -11,10 +11,8 @@ import base64
 import dataclasses
 import hashlib
 import json
-import os
 import secrets
 import string
-import tempfile
 import time
 import re
 import threading
@@ -23,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pipeline.emulator.errors import invalid_argument
+from transforms import fs
 
 FILE_TTL_SECONDS = 48 * 3600
 ENDED = ("SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED")
@@ -168,7 +167,7 @@ class Store:
     # -- blobs ---------------------------------------------------------------------
     def put_blob(self, key: str, data: bytes) -> None:
         if self._dir:
-            _atomic_write(self._dir / "blobs" / key, data)
+            fs.write_bytes(str(self._dir / "blobs" / key), data)
         else:
             with self.lock:
                 self._blobs[key] = bytes(data)
@@ -240,17 +239,4 @@ class Store:
     def _save(self, kind: str, key: str, rec: object) -> None:
         if self._dir:
             payload = json.dumps(dataclasses.asdict(rec), sort_keys=True).encode()
-            _atomic_write(self._dir / kind / f"{key}.json", payload)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            fs.write_bytes(str(self._dir / kind / f"{key}.json"), payload)
