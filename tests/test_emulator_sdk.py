@@ -362,7 +362,7 @@ def _pdf(pages: int, text: str) -> bytes:
     return bytes(pdf.output())
 
 
-def test_pdf_parts_pages_limit_and_one_heavy_part(client):
+def test_pdf_parts_pages_limit_and_one_heavy_part(client, tmp_path):
     def part(data: bytes) -> types.Part:
         return types.Part(inline_data=types.Blob(mime_type="application/pdf", data=data))
 
@@ -380,8 +380,12 @@ def test_pdf_parts_pages_limit_and_one_heavy_part(client):
     with pytest.raises(errors.ClientError) as exc:
         client.models.embed_content(model="gemini-embedding-2", contents=[types.Content(parts=[part(doc), part(doc)])])
     assert exc.value.code == 400
-    audio = types.Part(inline_data=types.Blob(mime_type="audio/mpeg", data=b"\xff\xfb" * 1000))
-    video = types.Part(inline_data=types.Blob(mime_type="video/mp4", data=b"\x00" * 2000))
+    import media_factory as mf  # audio/video are decoded: the parts must be real media
+
+    with open(mf.audio_file(tmp_path / "a.mp3", seconds=1), "rb") as fh:
+        audio = types.Part(inline_data=types.Blob(mime_type="audio/mpeg", data=fh.read()))
+    with open(mf.h264_mp4(tmp_path / "v.mp4", seconds=1, size="64x36"), "rb") as fh:
+        video = types.Part(inline_data=types.Blob(mime_type="video/mp4", data=fh.read()))
     with pytest.raises(errors.ClientError):
         client.models.embed_content(model="gemini-embedding-2", contents=[types.Content(parts=[audio, video])])
     ok = client.models.embed_content(model="gemini-embedding-2",

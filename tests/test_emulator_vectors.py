@@ -174,15 +174,20 @@ def test_image_and_text_fold_into_one_vector():
     assert cos(both.values, embed("red shoe")) > 0.3 and cos(both.values, embed_image(_png(_gradient(1)))) > 0.3
 
 
-def test_audio_video_hash_featurisers_are_deterministic_with_size_based_tokens():
+def test_audio_video_featurisers_decode_and_bill_the_measured_duration(tmp_path):
+    import media_factory as mf
+
     limits = LIMITS["gemini-embedding-2"]
-    a1 = featurise_audio(b"abc" * 16000, "audio/mpeg", limits, RATES)
-    a2 = featurise_audio(b"abc" * 16000, "audio/mpeg", limits, RATES)
+    wav = Path(mf.audio_file(tmp_path / "a.wav", seconds=3, channels=1, sample_rate=16000)).read_bytes()
+    a1 = featurise_audio(wav, "audio/wav", limits, RATES)
+    a2 = featurise_audio(wav, "audio/wav", limits, RATES)
     np.testing.assert_array_equal(a1.vector, a2.vector)
-    assert a1.tokens == 3 * 32  # 48,000 bytes at 16,000 B/s = 3 s at 32 tokens/s
-    v = featurise_video(b"\x00" * 500_000, "video/mp4", limits, RATES)
-    assert v.tokens == 2 * 263
-    assert abs(cos(a1.vector, featurise_audio(b"abd" * 16000, "audio/mpeg", limits, RATES).vector)) < 0.1
+    assert a1.tokens == 3 * 32  # 3 s of packets at 32 tokens/s
+    mp4 = Path(mf.h264_mp4(tmp_path / "v.mp4", seconds=2, audio=False, size="64x36")).read_bytes()
+    assert featurise_video(mp4, "video/mp4", limits, RATES).tokens == 2 * 263
+    with pytest.raises(ApiError) as exc:  # undecodable bytes are a 400, not a hash
+        featurise_audio(b"abc" * 16000, "audio/mpeg", limits, RATES)
+    assert exc.value.http_code == 400
 
 
 # -- token estimator ------------------------------------------------------------------------

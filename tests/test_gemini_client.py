@@ -157,7 +157,9 @@ def test_upload_media_waits_until_active_and_is_referencable(tmp_path):
     with EmulatorServer(api_key=KEY, file_processing_seconds=0.1) as srv:
         bc = connect(srv.base_url)
         video = tmp_path / "clip.mp4"
-        video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(5000))
+        import media_factory as mf  # the emulator decodes video: it must be a real clip
+
+        mf.h264_mp4(video, seconds=1, size="64x36")
         ref = bc.upload_media(video, "video/mp4", "clip", poll_s=0.02)
         assert ref.name.startswith("files/") and ref.uri.endswith(ref.name) and ref.mime_type == "video/mp4"
         assert srv.stats()["requests"]["files.get"] >= 1

@@ -348,6 +348,11 @@ class _LruCache:
 _MEDIA_CACHE = _LruCache(128)
 
 
+def clear_media_cache() -> None:
+    """Forget analysed audio/video (tests use it to make every call decode afresh)."""
+    _MEDIA_CACHE.clear()
+
+
 def _measured_seconds(modality: str, streams: Streams) -> float:
     """Billed and limited duration: the audio track for audio, every stream for video."""
     return streams.audio_seconds if modality == "audio" else streams.span_seconds
