@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         _run_args(sub.add_parser(name, help=help_text))
     for name, help_text in (
-        ("status", "job states from the ledger; exit 0 when all ended, 75 while pending"),
+        ("status", "advance the run one idempotent pass; exit 0 when all results are in, 75 while pending"),
         ("collect", "collect ended jobs, submit next waves, write embeddings and index"),
         ("index", "(re)build the index of a run"),
         ("redrive", "resubmit the run's dead-lettered chunks that may succeed now"),

@@ -8,15 +8,16 @@ from pipeline.backend import open_backend
 from pipeline.cli import EXIT_OK, EXIT_PENDING, print_json
 from pipeline.config import load_settings
 from pipeline.run import (
+    BudgetExceeded,
     RunContext,
     acquire_run,
     build_index,
     check_budget,
     drive_jobs,
     finish,
-    job_driver,
     load_run,
     prepare,
+    release_slot,
     summary_text,
     write_embeddings,
 )
@@ -67,10 +68,21 @@ def cmd_plan(args, beam_args) -> int:
     return EXIT_OK
 
 
+def _prepare_within_budget(ctx: RunContext) -> dict:
+    """Prepare (or reuse) the run's plan; over budget, give the run slot back so the next
+    attempt re-lists the corpus instead of resuming a run that submitted nothing."""
+    plan = prepare(ctx)
+    try:
+        check_budget(ctx.settings, plan)
+    except BudgetExceeded:
+        release_slot(ctx.settings)
+        raise
+    return plan
+
+
 def cmd_run(args, beam_args) -> int:
     ctx = _acquired_context(args, beam_args)
-    plan = prepare(ctx)
-    check_budget(ctx.settings, plan)
+    plan = _prepare_within_budget(ctx)
     with open_backend(ctx.settings) as client:
         drive_jobs(ctx, client, once=False)
     return _complete(ctx, plan)
@@ -78,8 +90,7 @@ def cmd_run(args, beam_args) -> int:
 
 def cmd_submit(args, beam_args) -> int:
     ctx = _acquired_context(args, beam_args)
-    plan = prepare(ctx)
-    check_budget(ctx.settings, plan)
+    _prepare_within_budget(ctx)
     with open_backend(ctx.settings) as client:
         drive_jobs(ctx, client, once=True)
     print(ctx.paths.run_id)
@@ -87,10 +98,17 @@ def cmd_submit(args, beam_args) -> int:
 
 
 def cmd_status(args, beam_args) -> int:
+    """Exit 0 once every request file's job has ended and its results are in, else 75.
+
+    Each call makes the same one driver pass ``collect`` makes before writing (poll,
+    re-claim FAILED/EXPIRED, download ended jobs, submit the next wave or follow-ups
+    that fit the quota; all ledger-guarded). A sensor polling ``status`` alone therefore
+    carries a multi-wave run to its end, and ``collect`` afterwards just writes. (Polling
+    only would leave SUCCEEDED jobs uncollected and later waves unsubmitted: 75 forever.)
+    """
     ctx = _existing_context(args, beam_args)
     with open_backend(ctx.settings) as client:
-        driver = job_driver(ctx, client)
-        driver.refresh()
+        driver = drive_jobs(ctx, client, once=True)
         summary = driver.summary()
         pending = driver.pending()
     print_json({"run_id": ctx.paths.run_id, "jobs": summary, "pending": pending})

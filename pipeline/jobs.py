@@ -268,10 +268,14 @@ class JobDriver:
                 crash_point("polled")
 
     def reclaim_failed(self) -> None:
-        """Re-claim FAILED/EXPIRED files that still have attempts left."""
+        """Re-claim FAILED/EXPIRED files that still have attempts left; of two processes
+        doing this at once exactly one wins (``take_over`` of that record version)."""
         for record in self.records().values():
             if record.state in RESUBMITTABLE and record.attempts < self.max_attempts:
-                self._resubmit_whole(record)
+                try:
+                    self._resubmit_whole(self.ledger.take_over(record, self.owner))
+                except LedgerConflict:
+                    continue
 
     def _resubmit_whole(self, record: LedgerRecord) -> None:
         """A FAILED or EXPIRED job gets a new job for the same file (new display name);
