@@ -21,8 +21,8 @@ from pipeline.run import (
     summary_text,
     write_embeddings,
 )
-from transforms import fs
 from pipeline.run_layout import RunPaths, new_run_id, read_json, resolve_run
+from transforms import fs
 
 
 def _settings(args):

@@ -27,7 +27,7 @@ def query_parts(settings, text: str | None, image: str | None, file: str | None)
     if not os.path.isfile(path):
         raise ConfigError(f"query: {path!r} is not a file")
     source = describe(next(expand_local(path)))
-    chunks, _errors, _status = chunk_source(source, settings.chunk_settings())
+    chunks, _errors = chunk_source(source, settings.chunk_settings())
     if not chunks:
         raise ConfigError(f"query: {path!r} has no embeddable content")
     return list(chunks[0].parts)

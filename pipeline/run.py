@@ -11,11 +11,11 @@ import json
 import os
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipeline import graph
 from pipeline.config import ConfigError, RunConfig, Settings
 from pipeline.jobs import Capacity, JobDriver, plan_waves
-from transforms.diff_last_run import PreviousRun
 from pipeline.run_layout import (
     RunPaths,
     checksum,
@@ -25,6 +25,7 @@ from pipeline.run_layout import (
     write_json,
 )
 from transforms import fs
+from transforms.diff_last_run import PreviousRun
 from transforms.plan_requests import RequestFileInfo
 from transforms.write_embeddings import ResultSet
 
@@ -110,8 +111,6 @@ def phase_reached(paths: RunPaths, phase: str) -> bool:
 
 def load_run(paths: RunPaths) -> Settings:
     """Settings exactly as the run was started with (split-mode commands need no --config)."""
-    from pathlib import Path
-
     state = read_json(paths.run_state)
     return Settings(RunConfig.model_validate(state["config"]), Path(state["config_base_dir"]))
 
@@ -161,9 +160,8 @@ def previous_run(settings: Settings, paths: RunPaths) -> PreviousRun | None:
         run_id=prev.run_id,
         listing_glob=fs.join(prev.listing, "objects*.jsonl"),
         embedding_parts=tuple(p for p, _ in fs.match(fs.join(prev.embeddings, "*.parquet"))),
-        deadletter_globs=(
-            fs.join(prev.deadletters, "collect*.jsonl"),
-            fs.join(prev.deadletters, "carried*.jsonl"),
+        deadletter_globs=tuple(
+            fs.join(prev.deadletters, f"{stage}*.jsonl") for stage in ("chunk", "collect", "carried")
         ),
     )
 

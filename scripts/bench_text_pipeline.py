@@ -50,7 +50,7 @@ def plain_loop(settings, corpus: str, out: str) -> int:
     sizing = graph.request_sizing(settings)
     lines = []
     for listed in expand_pattern(corpus):
-        chunks, _errors, _status = chunk_source(describe(listed), settings.chunk_settings())
+        chunks, _errors = chunk_source(describe(listed), settings.chunk_settings())
         lines += [plan_line(c, sizing) for c in chunks]
     for i, group in enumerate(pack_lines(lines, sizing)):
         write_request_file(group, out, f"req-{i:05d}-000")

@@ -56,7 +56,7 @@ def _describe_reference(uri: str) -> SourceObject:
 
 def _records(source: SourceObject, settings: ChunkSettings):
     def chunk_media(media: SourceObject) -> list[Chunk]:
-        chunks, errors, _status = chunk_source(media, settings)
+        chunks, errors = chunk_source(media, settings)
         if errors:
             raise errors[0]
         return chunks
@@ -77,15 +77,16 @@ CHUNKERS: dict[str, tuple[str, Callable[[SourceObject, ChunkSettings], Iterator[
 }
 
 
-def chunk_source(source: SourceObject, settings: ChunkSettings):
-    """Pure routing: (chunks, per-part errors, status) or raises ChunkingError for the
-    whole object."""
+def route(source: SourceObject, settings: ChunkSettings) -> Iterator[Chunk | ChunkingError]:
+    """Stream the chunks of one object from its modality's chunker, one at a time (a long
+    video is never held in memory whole). Per-part problems (a records row) are yielded
+    as ChunkingErrors; a problem with the whole object is raised."""
     named_as = mimetypes.guess_type(source.uri)[0] or ""
     named_media = named_as.split("/")[0] in ("image", "audio", "video") or named_as == "application/pdf"
     if source.detected_type == "empty":
         if named_media:
             raise ChunkingError("corrupt_media", f"zero bytes, but named like {named_as}")
-        return [], [], "empty"
+        return
     if source.detected_type == "text" and named_media:
         # Type comes from content, but text in a file named like media is a broken
         # export or a mix-up, not a document anyone meant to embed.
@@ -105,16 +106,23 @@ def chunk_source(source: SourceObject, settings: ChunkSettings):
             "unsupported_modality",
             f"model {settings.limits.model} does not embed {modality} inputs",
         )
+    yield from chunker(source, settings)
+
+
+def chunk_source(source: SourceObject, settings: ChunkSettings):
+    """(chunks, per-part errors) of one small object, for queries and records media."""
     chunks, errors = [], []
-    for item in chunker(source, settings):
+    for item in route(source, settings):
         (errors if isinstance(item, ChunkingError) else chunks).append(item)
-    if errors and not chunks:
-        return [], errors, "dead"
-    return chunks, errors, ("chunked" if chunks else "empty")
+    return chunks, errors
 
 
 class ChunkDoFn(beam.DoFn):
-    """Thin wrapper around ``chunk_source`` with dead-letter routing and counters."""
+    """Thin wrapper around ``route`` with dead-letter routing and counters.
+
+    Chunks are emitted as they are cut. If an object fails part-way (a video window
+    that cannot be made to fit), the chunks already cut are kept and the rest of the
+    object becomes a dead letter saying where it stopped."""
 
     def __init__(self, settings: ChunkSettings):
         self._settings = settings
@@ -123,27 +131,35 @@ class ChunkDoFn(beam.DoFn):
         self._dead = Metrics.counter("embedpipe", "deadletters_chunk")
 
     def process(self, source: SourceObject):
+        emitted = part_errors = 0
+        failure = None
         try:
-            chunks, errors, status = chunk_source(source, self._settings)
+            for item in route(source, self._settings):
+                if isinstance(item, ChunkingError):
+                    part_errors += 1
+                    yield self._dead_letter(source, item.error_class, item.message)
+                    continue
+                emitted += 1
+                self._chunks.inc()
+                self._tokens.inc(item.est_tokens)
+                yield item
         except ChunkingError as exc:
-            yield from self._dead_letter(source, exc.error_class, exc.message)
-            return
+            failure = (exc.error_class, exc.message)
         except (OSError, ValueError, RuntimeError, MemoryError) as exc:
             _LOG.warning("chunking %s failed: %s", source.uri, exc)
-            yield from self._dead_letter(source, type(exc).__name__, str(exc))
-            return
-        for chunk in chunks:
-            self._chunks.inc()
-            self._tokens.inc(chunk.est_tokens)
-            yield chunk
-        for error in errors:
-            self._dead.inc()
-            yield beam.pvalue.TaggedOutput(DEADLETTERS, self._letter(source, error.error_class, error.message))
+            failure = (type(exc).__name__, str(exc))
+        if failure is not None:
+            where = f" (after {emitted} chunks)" if emitted else ""
+            yield self._dead_letter(source, failure[0], failure[1] + where)
+        if emitted:
+            status = "chunked"
+        else:
+            status = "dead" if failure or part_errors else "empty"
         yield beam.pvalue.TaggedOutput(
             OUTCOMES,
             ObjectOutcome(
                 source.uri, source.generation, source.detected_type, status,
-                len(chunks), source.size_bytes,
+                emitted, source.size_bytes,
             ),
         )
 
@@ -159,13 +175,7 @@ class ChunkDoFn(beam.DoFn):
 
     def _dead_letter(self, source: SourceObject, error_class: str, message: str):
         self._dead.inc()
-        yield beam.pvalue.TaggedOutput(DEADLETTERS, self._letter(source, error_class, message))
-        yield beam.pvalue.TaggedOutput(
-            OUTCOMES,
-            ObjectOutcome(
-                source.uri, source.generation, source.detected_type, "dead", 0, source.size_bytes
-            ),
-        )
+        return beam.pvalue.TaggedOutput(DEADLETTERS, self._letter(source, error_class, message))
 
 
 class ChunkSources(beam.PTransform):

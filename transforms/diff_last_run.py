@@ -36,7 +36,7 @@ class PreviousRun:
     run_id: str
     listing_glob: str
     embedding_parts: tuple  # sorted part paths
-    deadletter_globs: tuple  # collect-stage and carried dead letters
+    deadletter_globs: tuple  # its dead letters (only those of unchanged objects are carried)
 
 
 def decide(uri: str, current: list, previous: list):
