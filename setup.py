@@ -23,7 +23,7 @@ setup(
         "ffmpeg-python>=0.2,<0.3",
         "imageio-ffmpeg>=0.5",
         "pypdf[crypto]>=5",
-        "Pillow>=10",
+        "Pillow>=11",  # native AVIF
         "pydantic>=2.5,<3",
         "matplotlib>=3.7",
     ],
