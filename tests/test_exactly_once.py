@@ -285,6 +285,31 @@ def test_fault_matrix_ends_embedded_or_dead_lettered_and_bills_once(corpus, clea
     assert c["chunks"] == c["embedded_rows"] + c["dead_chunks"] == len(keys)
 
 
+def test_redrive_embeds_dead_letters_once_their_cause_is_gone(corpus, clean_run, tmp_path):
+    keys = sorted(planned_keys(clean_run))
+    doomed = keys[:2]  # these two fail on every attempt while the fault is on
+    out, state_dir = tmp_path / "out", tmp_path / "emulator"
+    faults = FaultConfig(line_error_keys=doomed, line_error_code=14)  # UNAVAILABLE: retryable
+    with standalone_emulator(state_dir, faults=faults) as (server, url, key):
+        env = cli_env(api_key=key)
+        first = embedpipe(*run_args("run", corpus, out, *gemini_args(url)), env=env)
+        assert first.returncode == 3, first.explain()
+        run_dir = only_run(out)
+        assert sorted(d["chunk_id"] for d in deadletters(run_dir, "collect*.jsonl")) == doomed
+        server.faults.update({"line_error_keys": []})
+        again = embedpipe("redrive", "--output", str(out), env=env)
+        stats = server.stats()
+    assert again.returncode == 0, again.explain()
+    assert not deadletters(run_dir, "collect*.jsonl")
+    table = assert_every_planned_chunk_once(run_dir)
+    assert_same_vectors(table, clean_run)
+    # each doomed key was sent max_attempts times before, once more by redrive; only the
+    # successful line is billed
+    assert stats["billed_tokens"] == token_sum(table)
+    redriven = [n for n in ledger(run_dir) if n.endswith("-r3")]
+    assert redriven, "redrive should add one follow-up file to the family"
+
+
 def test_emulator_restart_while_jobs_pending(corpus, tmp_path):
     out, state_dir = tmp_path / "out", tmp_path / "emulator"
     with standalone_emulator(state_dir, running_seconds=6) as (server, url, key):
