@@ -35,6 +35,7 @@ class LedgerRecord:
     media_files: tuple = ()  # ((staged name, Files API name, uri), ...) uploaded for this file
     history: tuple = field(default_factory=tuple)
     updated_at: str = ""
+    version: int = 0  # +1 on every update: names a record version (see take_over)
 
     def to_bytes(self) -> bytes:
         return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
@@ -96,17 +97,21 @@ class Ledger:
             return None
 
     def update(self, record: LedgerRecord, **changes) -> LedgerRecord:
-        """Replace a record (GCS: only if nobody changed it since we read it)."""
-        updated = replace(record, **changes, updated_at=_now())
+        """Replace a record (GCS: only if nobody changed it since the version we hold)."""
+        updated = replace(record, **changes, updated_at=_now(), version=record.version + 1)
         data = updated.to_bytes()
         if fs.is_remote(self._dir):
             from google.api_core.exceptions import PreconditionFailed
 
+            generation = self._generations.get(record.request_name)
+            if generation is None:  # this Ledger never read it: check the version we hold
+                current = self.get(record.request_name)
+                if current is None or current.version != record.version:
+                    raise LedgerConflict(f"ledger record {record.request_name} changed under us")
+                generation = self._generations[record.request_name]
             blob = self._blob(record.request_name)
             try:
-                blob.upload_from_string(
-                    data, if_generation_match=self._generations.get(record.request_name)
-                )
+                blob.upload_from_string(data, if_generation_match=generation)
             except PreconditionFailed as exc:
                 raise LedgerConflict(
                     f"ledger record {record.request_name} changed under us"
@@ -120,11 +125,12 @@ class Ledger:
         """Claim a stale record for ``owner``; exactly one contender wins.
 
         GCS: the update is a compare-and-set on the generation read with the record.
-        Local: an exclusive-create marker named after the record version being replaced.
+        Local: an exclusive-create marker named after the record version being replaced
+        (its ``version`` counter, so two versions can never share a marker).
         Raises LedgerConflict for the losers.
         """
         if not fs.is_remote(self._dir):
-            marker = self._path(record.request_name) + f".takeover-{record.updated_at}-{record.owner}"
+            marker = self._path(record.request_name) + f".takeover-v{record.version}"
             try:
                 os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
             except FileExistsError as exc:

@@ -265,3 +265,17 @@ def test_record_round_trips_through_ledger(ledger_dir):
     stored = Ledger(ledger_dir).get(rec.request_name)
     assert dataclasses.replace(stored, updated_at=rec.updated_at) == rec
     assert stored.history == rec.history
+
+
+def test_each_record_version_is_taken_over_by_exactly_one_contender(ledger_dir):
+    """A FAILED job and, a moment later, an EXPIRED resubmission of the same file are two
+    record versions: each can be taken over once, even within the same second."""
+    ledger = Ledger(ledger_dir)
+    assert ledger.create(_record())
+    first = ledger.get("req-00001")
+    taken = ledger.take_over(first, "owner-b")
+    with pytest.raises(LedgerConflict):
+        Ledger(ledger_dir).take_over(first, "owner-c")  # same version: the loser
+    failed_again = ledger.update(taken, state="EXPIRED")
+    again = ledger.take_over(failed_again, "owner-b")  # a later version: allowed
+    assert again.owner == "owner-b" and again.version == failed_again.version + 1
