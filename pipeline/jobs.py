@@ -36,6 +36,7 @@ from pipeline.run_layout import RunPaths, write_json
 from transforms import fs
 from transforms.crash import crash_point
 from transforms.gemini_client import (
+    ApiCallError,
     BatchClient,
     GeminiClientError,
     QuotaExhausted,
@@ -160,8 +161,10 @@ class JobDriver:
         created = 0
         for info in self.files():
             record = records.get(info.name)
-            if record is not None and (record.job_name or record.state == "CANCELLED"):
-                continue
+            if record is not None and (
+                record.job_name or record.state == "CANCELLED" or record.state in RESUBMITTABLE
+            ):
+                continue  # has a job, or waits for reclaim_failed (bounded by max_attempts)
             if jobs >= self.capacity.max_jobs or tokens + info.est_tokens > self.capacity.quota_tokens:
                 break
             try:
@@ -208,7 +211,18 @@ class JobDriver:
         # A resumed claim may have died between create and the ledger update: look first.
         job = None if fresh else self.client.find_job_by_display_name(record.display_name)
         if job is None:
-            job = self.client.create_embeddings_job(self.model, record.file_name, record.display_name)
+            try:
+                job = self.client.create_embeddings_job(
+                    self.model, record.file_name, record.display_name
+                )
+            except QuotaExhausted:
+                raise
+            except ApiCallError as exc:
+                # The service refused this file: record it like a FAILED job, so it is
+                # retried within max_attempts and then dead-lettered with the reason.
+                self.ledger.update(record, state="FAILED", error=str(exc),
+                                   attempts=record.attempts + 1)
+                return False
         crash_point("created")
         self.ledger.update(
             record, state=job.state, job_name=job.name, attempts=record.attempts + 1,
@@ -259,7 +273,9 @@ class JobDriver:
     def refresh(self) -> None:
         """Poll every active job once and record its state (no other side effect)."""
         for record in self.records().values():
-            if record.state in ACTIVE and record.job_name:
+            # a job can report SUCCEEDED before its output file is there: keep polling it
+            waiting = record.state in ACTIVE or (record.state == "SUCCEEDED" and not record.output_file)
+            if waiting and record.job_name:
                 job = self.client.get_job(record.job_name)
                 if job.state != record.state or job.output_file != record.output_file:
                     self.ledger.update(

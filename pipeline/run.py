@@ -277,7 +277,8 @@ def result_sets(ctx: RunContext) -> list[ResultSet]:
         reason = f"no result line for this key after {attempts} attempt(s)"
         last = records[-1] if records else None
         if last is not None and last.state in {"FAILED", "EXPIRED", "CANCELLED"}:
-            reason = (f"batch job {last.job_name} ended {last.state} after {last.attempts} "
+            what = f"batch job {last.job_name}" if last.job_name else "the job's creation"
+            reason = (f"{what} ended {last.state} after {last.attempts} "
                       f"attempt(s): {last.error or 'no reason given'}")
         sets.append(ResultSet(index, len(files), info.name, info.keys_path, results,
                               reason, max(attempts, 1)))

@@ -310,6 +310,24 @@ def test_redrive_embeds_dead_letters_once_their_cause_is_gone(corpus, clean_run,
     assert redriven, "redrive should add one follow-up file to the family"
 
 
+def test_a_refused_create_is_retried_then_its_chunks_are_dead_lettered(corpus, tmp_path):
+    out, state_dir = tmp_path / "out", tmp_path / "emulator"
+    refuse = HttpFault(count=1000, code=400, method="POST", path=r":asyncBatchEmbedContent$")
+    with standalone_emulator(state_dir, faults=FaultConfig(http_errors=[refuse])) as (server, url, key):
+        res = embedpipe(*run_args("run", corpus, out, *gemini_args(url)), env=cli_env(api_key=key))
+        stats = server.stats()
+        refused = 1000 - server.faults.snapshot()["http_errors"][0]["count"]
+    assert res.returncode == 3, res.explain()
+    assert stats["jobs_created"] == 0 and stats["billed_tokens"] == 0
+    run_dir = only_run(out)
+    records = ledger(run_dir).values()
+    assert {(r["state"], r["attempts"]) for r in records} == {("FAILED", 3)}
+    assert refused == 3 * len(records)  # bounded: max_attempts creates per file, no more
+    dead = deadletters(run_dir, "collect*.jsonl")
+    assert sorted(d["chunk_id"] for d in dead) == sorted(planned_keys(run_dir))
+    assert all("400" in d["message"] and d["attempts"] == 3 for d in dead), dead[0]
+
+
 def test_emulator_restart_while_jobs_pending(corpus, tmp_path):
     out, state_dir = tmp_path / "out", tmp_path / "emulator"
     with standalone_emulator(state_dir, running_seconds=6) as (server, url, key):
