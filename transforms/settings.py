@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,6 @@ class ChunkSettings:
     ffmpeg_timeout_seconds: float = 600.0
     title_from_filename: bool = True
     chunker_version: str = "1"
-    extra: tuple = field(default_factory=tuple)
 
     def version(self) -> str:
         """Short hash of every setting that changes what chunks come out."""

@@ -178,12 +178,6 @@ class Store:
         with self.lock:
             return self._blobs[key]
 
-    def has_blob(self, key: str) -> bool:
-        if self._dir:
-            return (self._dir / "blobs" / key).exists()
-        with self.lock:
-            return key in self._blobs
-
     def delete_blob(self, key: str) -> None:
         if self._dir:
             (self._dir / "blobs" / key).unlink(missing_ok=True)
