@@ -47,7 +47,9 @@ def test_config_validates_merge_mode():
         (10_000, 256),
         (200_000, 2048),
         (999_999, 4096),
-        (2_000_000, 65536),
+        (1_000_000, 8192),
+        (2_000_000, 8192),
+        (5_000_000, 16384),
         (50_000_000, 262144),
         (200_000_000, 1 << 20),
     ],
@@ -57,7 +59,7 @@ def test_default_nlist(n, nlist):
 
 
 def test_nlist_keeps_39_points_per_list():
-    for n in (10_000, 12_000, 30_000, 90_000):
+    for n in (10_000, 12_000, 30_000, 90_000, 1_000_000, 2_000_000, 10_000_000, 100_000_000):
         nlist, _ = default_nlist(n)
         assert 39 * nlist <= n
 
@@ -84,8 +86,9 @@ def test_codec_follows_the_memory_budget():
 
 
 def test_large_corpus_uses_hnsw_quantizer():
-    p = choose_params(2_000_000, 768, IndexConfig(memory_budget="64G"))
-    assert p.factory.startswith("IVF65536_HNSW32,") and "HNSW32" in p.reasons["coarse_quantizer"]
+    p = choose_params(5_000_000, 768, IndexConfig(memory_budget="64G"))
+    assert p.factory.startswith("IVF16384_HNSW32,") and "HNSW32" in p.reasons["coarse_quantizer"]
+    assert not choose_params(2_000_000, 768, IndexConfig(memory_budget="64G")).factory.count("HNSW")
 
 
 def test_overrides_are_honoured_and_recorded():

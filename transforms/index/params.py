@@ -98,16 +98,20 @@ class IndexParams:
 
 
 def default_nlist(n: int) -> tuple[int, str]:
-    """nlist for a corpus of n vectors: ≈4·√N below 1M, the faiss wiki sizes above."""
+    """nlist for a corpus of n vectors: ≈4·√N below 1M, 8·√N (HNSW quantizer from 16384
+    lists) for 1M–10M, the faiss wiki sizes above; never fewer than 39 points per list.
+
+    The wiki's IVF65536 for 1M–10M assumes GPU k-means: at N = 1M it would need 2.6M
+    training points and hours on CPU, so the middle range grows with √N instead."""
     if n >= 100_000_000:
-        return 1 << 20, f"N={n:,} ≥ 100M: faiss wiki guideline IVF1048576 with HNSW quantizer"
-    if n >= 10_000_000:
-        return 1 << 18, f"N={n:,} in 10M–100M: faiss wiki guideline IVF262144 with HNSW quantizer"
-    if n >= 1_000_000:
-        return 1 << 16, f"N={n:,} in 1M–10M: faiss wiki guideline IVF65536 with HNSW quantizer"
-    target = 4 * math.sqrt(n)
-    nlist = 1 << max(0, round(math.log2(target)))
-    reason = f"power of two nearest 4·√N = {target:.0f}"
+        nlist, reason = 1 << 20, f"N={n:,} ≥ 100M: faiss wiki guideline IVF1048576"
+    elif n >= 10_000_000:
+        nlist, reason = 1 << 18, f"N={n:,} in 10M–100M: faiss wiki guideline IVF262144"
+    else:
+        factor = 8 if n >= 1_000_000 else 4
+        target = factor * math.sqrt(n)
+        nlist = 1 << max(0, round(math.log2(target)))
+        reason = f"power of two nearest {factor}·√N = {target:.0f}"
     while nlist > 1 and MIN_POINTS_PER_LIST * nlist > n:
         nlist //= 2
         reason += f", halved to {nlist} so that N ≥ {MIN_POINTS_PER_LIST}·nlist"
