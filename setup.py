@@ -11,7 +11,9 @@ setup(
     description="Batch embedding pipeline for Gemini Embedding 2 on Apache Beam",
     python_requires=">=3.10",
     packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*"]),
-    package_data={"pipeline": ["configs/*.yaml"]},
+    # transforms/configs links to configs/: model limits, prices and run configs ship inside
+    # the package (a wheel without them could not run at all).
+    package_data={"transforms": ["configs/*.yaml", "configs/limits/*.yaml"]},
     install_requires=[
         "apache-beam[gcp]>=2.70,<3",
         "google-genai>=2.34,<4",

@@ -1,6 +1,8 @@
-"""``embedpipe`` command line. Exit codes: 0 success; 2 usage or config error; 3 the run
+"""``embedpipe`` command line. Exit codes: 0 success; 2 usage or config error (also a
+refused budget, a plan-only run, an unreachable backend or a rejected key); 3 the run
 completed but dead letters exceeded the tolerance; 75 jobs still pending (status,
-collect); 1 any other failure. Unknown ``--flags`` are passed to Beam as pipeline options.
+collect); 1 any other failure. Other ``--flags`` must be Beam pipeline options (checked
+against Beam's own list).
 """
 from __future__ import annotations
 
@@ -12,17 +14,36 @@ import sys
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_DEADLETTERS, EXIT_PENDING = 0, 1, 2, 3, 75
 
 
+def _set_arg(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=help_text)
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML run config (e.g. configs/local.yaml)")
+    p.add_argument("--config", help="YAML run config (default: the packaged embedded default)")
     p.add_argument("--sources", nargs="+", metavar="URI", help="override sources")
     p.add_argument("--output", help="override output (local path or gs://)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key by its dotted name")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse sources (globs, folders, prefixes) that match no objects")
+    _set_arg(p, "override any config key by its dotted name")
 
 
 def _existing_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, help="the run output (local path or gs://)")
-    p.add_argument("--run", dest="run_id", help="run id (default: the newest run)")
+    p.add_argument("--run", dest="run_id",
+                   help="run id (default: the newest submitted run; plan-only runs are skipped)")
+    _set_arg(p, "override a key that does not change the run's inputs or vectors "
+                "(index.*, gemini.*, quota.*, deadletter_tolerance, max_cost_usd, runner, ...)")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("plan", "write plan.json and print the estimate; submits nothing"),
         ("submit", "list, chunk, write request files, submit the first wave; exits"),
     ):
-        _run_args(sub.add_parser(name, help=help_text))
+        p = sub.add_parser(name, help=help_text)
+        _run_args(p)
+        if name == "plan":
+            p.add_argument("--check", action="store_true",
+                           help="exit 2 when the estimate exceeds max_cost_usd")
     for name, help_text in (
         ("status", "advance the run one idempotent pass; exit 0 when all results are in, 75 while pending"),
         ("collect", "collect ended jobs, submit next waves, write embeddings and index"),
@@ -47,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("text", nargs="?", help="query text")
     q.add_argument("--image", help="query by an image file")
     q.add_argument("--file", help="query by a file (PDF, audio, video, text)")
-    q.add_argument("-k", type=int, default=5, help="number of results")
+    q.add_argument("-k", type=positive_int, default=5, help="number of results (at least 1)")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     e = sub.add_parser("emulator", help="serve the Gemini API emulator")
     e.add_argument("--host", default="127.0.0.1")
@@ -66,26 +91,32 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    stray = [a for a in beam_args if not a.startswith("--")]
-    if stray:
-        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if beam_args and not beam_args[0].startswith("-"):
+        parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     from pipeline import commands
     from pipeline.config import ConfigError
-    from pipeline.run import BudgetExceeded
 
     try:
         return commands.dispatch(args, beam_args)
-    except (ConfigError, BudgetExceeded) as exc:
+    except ConfigError as exc:
         print(f"embedpipe: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except FileNotFoundError as exc:
         print(f"embedpipe: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        hint = commands.resume_hint or "nothing was started"
+        print(f"\nembedpipe: interrupted; {hint}", file=sys.stderr)
         return EXIT_FAIL
-    except Exception as exc:  # the last line of defence: a message, not a traceback
-        logging.getLogger("embedpipe").debug("failure", exc_info=True)
-        print(f"embedpipe: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:
+        from pipeline.run import BudgetExceeded, RunNotApproved
+
+        print(f"embedpipe: {exc}" if isinstance(exc, (BudgetExceeded, RunNotApproved))
+              else f"embedpipe: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if isinstance(exc, (BudgetExceeded, RunNotApproved)):
+            return EXIT_USAGE
+        # the last line of defence: a message, not a traceback (-v shows it)
+        logging.getLogger("embedpipe").info("failure", exc_info=True)
         return EXIT_FAIL
 
 

@@ -1,79 +1,126 @@
-"""What each ``embedpipe`` command does, in terms of the run phases in ``pipeline.run``."""
+"""What each ``embedpipe`` command does, in terms of the run phases in ``pipeline.run``.
+
+Every command validates first (config, flags, output, sources, backend) and imports Beam
+and the SDKs only after that, so a mistake costs seconds, not a pipeline start-up.
+"""
 from __future__ import annotations
 
 import json
 import sys
 
-from pipeline.backend import open_backend
-from pipeline.cli import EXIT_OK, EXIT_PENDING, print_json
+from pipeline.cli import EXIT_OK, EXIT_PENDING, EXIT_USAGE, print_json
 from pipeline.config import load_settings
-from pipeline.run import (
-    BudgetExceeded,
-    RunContext,
-    acquire_run,
-    build_index,
-    check_budget,
-    drive_jobs,
-    finish,
-    load_run,
-    prepare,
-    release_slot,
-    summary_text,
-    write_embeddings,
-)
-from pipeline.run_layout import RunPaths, new_run_id, read_json, resolve_run
-from transforms import fs
+from pipeline import preflight
+
+# What to tell the user if the command is interrupted (Ctrl-C), set once a run is known.
+resume_hint: str | None = None
+
+
+def runner_flag_to_override(args, beam_args: list[str]) -> list[str]:
+    """``--runner=X`` (a Beam habit) becomes ``--set runner=X`` so the config validates it;
+    returns the remaining Beam args."""
+    rest = []
+    items = iter(beam_args)
+    for arg in items:
+        if arg == "--runner":
+            args.overrides.append(f"runner={next(items, '')}")
+        elif arg.startswith("--runner="):
+            args.overrides.append(f"runner={arg.split('=', 1)[1]}")
+        else:
+            rest.append(arg)
+    return rest
 
 
 def _settings(args):
+    if not args.config:
+        preflight.warn("no --config given: using the packaged embedded default "
+                       "(backend: emulator, nothing is billed)")
     return load_settings(
         args.config, overrides=args.overrides, sources=args.sources, output=args.output
     )
 
 
-def _new_context(args, beam_args) -> RunContext:
-    """A fresh run (``plan``: a dry run holds no slot)."""
+def _checked_settings(args, beam_args, *, backend: bool = True):
+    """Settings of a new run, with everything that can be checked before work checked."""
     settings = _settings(args)
-    paths = RunPaths(settings.config.output, new_run_id(settings.fingerprint()))
-    return RunContext(settings, paths, tuple(beam_args))
+    preflight.check_beam_options(settings, beam_args)
+    preflight.check_sources(settings, strict=args.strict)
+    preflight.check_output(settings.config.output)
+    if backend:
+        preflight.check_backend(settings)
+    return settings
 
 
-def _acquired_context(args, beam_args) -> RunContext:
+def _acquired_context(args, beam_args):
     """The unfinished run of this config and sources, or a new one (``run``, ``submit``)."""
-    settings = _settings(args)
+    global resume_hint
+    settings = _checked_settings(args, beam_args)
+    from pipeline.run import RunContext, acquire_run
+
     paths, resumed = acquire_run(settings)
     if resumed:
         print(f"resuming unfinished run {paths.run_id}", file=sys.stderr)
+    resume_hint = (f"run {paths.run_id} is resumable: rerun the same command to continue it "
+                   "(jobs already created are never paid twice)")
     return RunContext(settings, paths, tuple(beam_args))
 
 
-def _existing_context(args, beam_args) -> RunContext:
-    paths = resolve_run(args.output, args.run_id)
-    return RunContext(load_run(paths), paths, tuple(beam_args))
+def _existing_context(args, beam_args, *, submitted_only: bool = True):
+    """A run under --output: the named one, or the newest submitted one (plan-only and
+    refused runs are skipped: they are never advanced)."""
+    global resume_hint
+    preflight.check_existing_output(args.output)
+    from pipeline.run import APPROVED, RunContext, approval_of, load_run
+    from pipeline.run_layout import resolve_run
+
+    accept = (lambda p: approval_of(p).get("state") == APPROVED) if submitted_only else None
+    paths = resolve_run(args.output, args.run_id, accept)
+    settings = load_run(paths, getattr(args, "overrides", []))
+    preflight.check_beam_options(settings, beam_args)
+    resume_hint = (f"rerun `embedpipe {args.command} --output {args.output} --run {paths.run_id}` "
+                   "to continue (nothing is paid twice)")
+    return RunContext(settings, paths, tuple(beam_args))
 
 
-def _complete(ctx: RunContext, plan: dict) -> int:
-    write_embeddings(ctx)
-    report = build_index(ctx)
-    manifest, code = finish(ctx, plan, report)
+def _report(ctx, plan: dict) -> int:
+    from pipeline.run import complete, summary_text
+
+    manifest, code, messages = complete(ctx, plan)
     print(summary_text(plan, manifest))
+    for message in messages:
+        print(f"embedpipe: {message}", file=sys.stderr)
     print(f"run {ctx.paths.run_id}: {ctx.paths.root}", file=sys.stderr)
     return code
 
 
 def cmd_plan(args, beam_args) -> int:
-    ctx = _new_context(args, beam_args)
+    settings = _checked_settings(args, beam_args, backend=False)
+    from pipeline.run import BudgetExceeded, RunContext, check_budget, mark_plan_only, prepare
+    from pipeline.run_layout import RunPaths, new_run_id
+
+    ctx = RunContext(settings, RunPaths(settings.config.output, new_run_id(settings.fingerprint())),
+                     tuple(beam_args))
     plan = prepare(ctx)
+    mark_plan_only(ctx.paths)
     print_json({k: plan[k] for k in plan if k != "wave_files"})
+    try:
+        check_budget(settings, plan)
+    except BudgetExceeded as exc:
+        if args.check:
+            raise
+        preflight.warn(f"{exc}; `run`/`submit` would refuse this plan (plan --check exits 2)")
     return EXIT_OK
 
 
-def _prepare_within_budget(ctx: RunContext) -> dict:
-    """Prepare (or reuse) the run's plan; over budget, give the run slot back so the next
-    attempt re-lists the corpus instead of resuming a run that submitted nothing."""
+def _prepare_approved(ctx) -> dict:
+    """Prepare (or reuse) the run's plan and approve it against the budget; over budget,
+    the run is recorded as refused and the slot given back, so the next attempt re-lists
+    the corpus instead of resuming a run that submitted nothing."""
+    from pipeline.run import BudgetExceeded, approve, prepare, release_slot
+
     plan = prepare(ctx)
     try:
-        check_budget(ctx.settings, plan)
+        approve(ctx, plan)
     except BudgetExceeded:
         release_slot(ctx.settings)
         raise
@@ -82,15 +129,21 @@ def _prepare_within_budget(ctx: RunContext) -> dict:
 
 def cmd_run(args, beam_args) -> int:
     ctx = _acquired_context(args, beam_args)
-    plan = _prepare_within_budget(ctx)
+    from pipeline.backend import open_backend
+    from pipeline.run import drive_jobs
+
+    plan = _prepare_approved(ctx)
     with open_backend(ctx.settings) as client:
         drive_jobs(ctx, client, once=False)
-    return _complete(ctx, plan)
+    return _report(ctx, plan)
 
 
 def cmd_submit(args, beam_args) -> int:
     ctx = _acquired_context(args, beam_args)
-    _prepare_within_budget(ctx)
+    from pipeline.backend import open_backend
+    from pipeline.run import drive_jobs
+
+    _prepare_approved(ctx)
     with open_backend(ctx.settings) as client:
         drive_jobs(ctx, client, once=True)
     print(ctx.paths.run_id)
@@ -107,6 +160,11 @@ def cmd_status(args, beam_args) -> int:
     only would leave SUCCEEDED jobs uncollected and later waves unsubmitted: 75 forever.)
     """
     ctx = _existing_context(args, beam_args)
+    from pipeline.backend import open_backend
+    from pipeline.run import drive_jobs, require_approved
+
+    require_approved(ctx)
+    preflight.check_backend(ctx.settings)
     with open_backend(ctx.settings) as client:
         driver = drive_jobs(ctx, client, once=True)
         summary = driver.summary()
@@ -117,42 +175,61 @@ def cmd_status(args, beam_args) -> int:
 
 def cmd_collect(args, beam_args) -> int:
     ctx = _existing_context(args, beam_args)
+    from pipeline.backend import open_backend
+    from pipeline.run import drive_jobs, require_approved
+    from pipeline.run_layout import read_json
+
+    require_approved(ctx)
+    preflight.check_backend(ctx.settings)
     with open_backend(ctx.settings) as client:
         pending = drive_jobs(ctx, client, once=True).pending()
     if pending:
         print(f"run {ctx.paths.run_id}: jobs still pending", file=sys.stderr)
         return EXIT_PENDING
-    return _complete(ctx, read_json(ctx.paths.plan))
+    return _report(ctx, read_json(ctx.paths.plan))
 
 
 def cmd_redrive(args, beam_args) -> int:
-    from pipeline.redrive import redrive
-
     ctx = _existing_context(args, beam_args)
+    from pipeline.backend import open_backend
+    from pipeline.redrive import redrive
+    from pipeline.run import drive_jobs, require_approved
+    from pipeline.run_layout import read_json
+
+    require_approved(ctx)
+    preflight.check_backend(ctx.settings)
     resubmitted = redrive(ctx)
     print(f"redrive: {resubmitted} dead-lettered chunk(s) resubmitted", file=sys.stderr)
     if not resubmitted:
         return EXIT_OK
     with open_backend(ctx.settings) as client:
         drive_jobs(ctx, client, once=False)
-    return _complete(ctx, read_json(ctx.paths.plan))
+    return _report(ctx, read_json(ctx.paths.plan))
 
 
 def cmd_index(args, beam_args) -> int:
     ctx = _existing_context(args, beam_args)
-    report = build_index(ctx)
-    print_json(report)
+    from pipeline.run import build_index
+
+    print_json(build_index(ctx))
     return EXIT_OK
 
 
 def cmd_query(args, beam_args) -> int:
-    from pipeline.query import query_run
+    from pipeline.query import NothingToSearch, query_run
+    from pipeline.run_layout import RunPaths, read_json
+    from transforms import fs
 
+    preflight.check_existing_output(args.output)
     current = RunPaths(args.output, "-").current
     if args.run_id is None and fs.exists(current):
         args.run_id = read_json(current)["run_id"]
     ctx = _existing_context(args, beam_args)
-    hits = query_run(ctx, text=args.text, image=args.image, file=args.file, k=args.k)
+    try:
+        hits = query_run(ctx, text=args.text, image=args.image, file=args.file, k=args.k)
+    except NothingToSearch as exc:
+        print(f"embedpipe: {exc}", file=sys.stderr)
+        hits = []
     if args.json:
         print(json.dumps(hits, indent=2))
     else:
@@ -167,6 +244,9 @@ def cmd_query(args, beam_args) -> int:
 def cmd_emulator(args, beam_args) -> int:
     from pipeline.emulator import serve_forever
 
+    if beam_args:
+        print(f"embedpipe: emulator: unknown option(s) {' '.join(beam_args)}", file=sys.stderr)
+        return EXIT_USAGE
     serve_forever(
         host=args.host,
         port=args.port,
@@ -192,4 +272,6 @@ COMMANDS = {
 
 
 def dispatch(args, beam_args) -> int:
+    if hasattr(args, "overrides"):
+        beam_args = runner_flag_to_override(args, beam_args)
     return COMMANDS[args.command](args, beam_args)

@@ -9,14 +9,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from transforms.limits import load_limits_dir
+from transforms.limits import DEFAULT_CONFIG_DIR, load_limits_dir
 from transforms.settings import ChunkSettings, ModelLimits
+
+DEFAULT_CONFIG = DEFAULT_CONFIG_DIR / "local.yaml"
+"""The packaged embedded default: used when a command is given no ``--config``."""
+
+# Keys holding paths. Relative values resolve against the directory of the config file
+# that holds them, or against the working directory when given on the command line.
+PATH_KEYS = ("sources", "output", "limits_dir", "pricing_file", "emulator.state_dir",
+             "media.ffmpeg_path")
+
+# Keys that define a run's vectors and inputs: fixed once a run exists, so commands on an
+# existing run (status, collect, index, ...) refuse to override them.
+RUN_IDENTITY_KEYS = ("sources", "output", "backend", "model", "dimensionality", "task", "text",
+                     "media", "requests", "limits_dir", "pricing_file")
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class ConfigError(ValueError):
@@ -32,6 +48,34 @@ class GeminiSettings(_Section):
         None, description="Any endpoint speaking the Gemini REST protocol; null = the real service"
     )
     api_key_env: str = Field("GEMINI_API_KEY", description="Name of the env var holding the key")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url_with_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                "must be an http:// or https:// URL with a host "
+                f"(fix: e.g. http://{value.split('://')[-1] or '127.0.0.1:8765'})"
+            )
+        return value.rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_var_name(cls, value: str) -> str:
+        if not _ENV_NAME.match(value) or looks_like_api_key(value):
+            # Never echo the value: it may be the key itself.
+            raise ValueError(
+                "must be the NAME of an environment variable holding the key, e.g. "
+                "GEMINI_API_KEY; the value given is not a variable name (it may be a key: it "
+                "was not echoed or stored; fix: export GEMINI_API_KEY=<your key> and set "
+                "gemini.api_key_env: GEMINI_API_KEY)"
+            )
+        return value
     timeout_s: float = Field(60.0, gt=0)
     retry_attempts: int = Field(6, ge=1, le=20)
     poll_interval_s: float = Field(30.0, ge=0)
@@ -111,8 +155,8 @@ class RunConfig(_Section):
     task: str = "RETRIEVAL_DOCUMENT"
     runner: str = "FnApiRunner"
     beam_options: list[str] = Field(default_factory=list)
-    limits_dir: str = "limits"
-    pricing_file: str = "pricing.yaml"
+    limits_dir: str | None = Field(None, description="Model limits profiles; null = packaged")
+    pricing_file: str | None = Field(None, description="Prices per model; null = packaged")
     max_cost_usd: float | None = Field(None, ge=0)
     deadletter_tolerance: float = Field(
         0.0, ge=0, le=1, description="Fraction of listed objects allowed to dead-letter (exit 3 above)"
@@ -143,11 +187,14 @@ class Settings:
     def __init__(self, config: RunConfig, base_dir: Path):
         self.config = config
         self.base_dir = base_dir
-        limits_dir = _resolve(base_dir, config.limits_dir)
+        limits_dir = _resolve(base_dir, config.limits_dir, DEFAULT_CONFIG_DIR / "limits")
         try:
             limits = load_limits_dir(str(limits_dir))
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"limits_dir: {exc} (fix: point limits_dir at configs/limits)") from exc
+            raise ConfigError(
+                f"limits_dir: {exc} (fix: point limits_dir at a folder of <model>.yaml profiles, "
+                "or remove it to use the packaged ones)"
+            ) from exc
         if config.model not in limits:
             raise ConfigError(
                 f"model: no limits profile for {config.model!r} in {limits_dir} "
@@ -166,7 +213,7 @@ class Settings:
                 "text.overlap_chars: must be smaller than text.target_chars "
                 f"({config.text.overlap_chars} >= {config.text.target_chars})"
             )
-        pricing_path = _resolve(base_dir, config.pricing_file)
+        pricing_path = _resolve(base_dir, config.pricing_file, DEFAULT_CONFIG_DIR / "pricing.yaml")
         try:
             self.pricing: dict[str, Any] = yaml.safe_load(pricing_path.read_text())
         except OSError as exc:
@@ -212,9 +259,46 @@ class Settings:
         return api_key_from_env(self.config.gemini.api_key_env)
 
 
-def _resolve(base_dir: Path, value: str) -> Path:
+def looks_like_api_key(value: str) -> bool:
+    """Google API keys start with AIza; other keys are long runs of mixed-case letters and
+    digits, which environment variable names (upper case, words and underscores) are not."""
+    if value.startswith("AIza"):
+        return True
+    mixed = any(c.islower() for c in value) and any(c.isupper() for c in value)
+    return len(value) >= 24 and mixed and any(c.isdigit() for c in value)
+
+
+def _resolve(base_dir: Path, value: str | None, default: Path) -> Path:
+    if value is None:
+        return default
     path = Path(os.path.expanduser(value))
     return path if path.is_absolute() else base_dir / path
+
+
+def _absolute_path(value: str, base_dir: Path) -> str:
+    """A local path made absolute against ``base_dir``; URIs and bare names unchanged."""
+    if "://" in value:
+        return value
+    expanded = os.path.expanduser(value)
+    return expanded if os.path.isabs(expanded) else os.path.normpath(os.path.join(base_dir, expanded))
+
+
+def absolutize_paths(tree: dict, base_dir: Path) -> None:
+    """Resolve the relative paths of ``tree`` (see PATH_KEYS) against ``base_dir``, in place."""
+    for dotted in PATH_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = tree
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or node.get(leaf) in (None, ""):
+            continue
+        value = node[leaf]
+        if dotted == "media.ffmpeg_path" and isinstance(value, str) and os.sep not in value:
+            continue  # a bare command name is looked up on PATH
+        if isinstance(value, str):
+            node[leaf] = _absolute_path(value, base_dir)
+        elif isinstance(value, list):
+            node[leaf] = [_absolute_path(v, base_dir) if isinstance(v, str) else v for v in value]
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
@@ -245,33 +329,69 @@ def load_settings(
     sources: list[str] | None = None,
     output: str | None = None,
 ) -> Settings:
-    """Read a config file, apply CLI overrides, validate. Raises ConfigError."""
-    tree: dict = {}
-    base_dir = Path.cwd()
-    if config_path:
-        path = Path(config_path)
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"--config: cannot read {config_path}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--config: {config_path} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"--config: {config_path} must be a mapping of keys to values")
-        tree = loaded
-        base_dir = path.resolve().parent
+    """Read a config file (default: the packaged embedded default), apply CLI overrides,
+    validate. Raises ConfigError.
+
+    Relative paths in the file resolve against the file's folder; relative paths given on
+    the command line (``--sources``, ``--output``, ``--set``) against the working directory.
+    """
+    path = Path(config_path) if config_path else DEFAULT_CONFIG
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"--config: cannot read {config_path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--config: {config_path} is not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"--config: {config_path} must be a mapping of keys to values")
+    tree = loaded
+    base_dir = path.resolve().parent
+    absolutize_paths(tree, base_dir)
+    command_line: dict = {}
     for item in overrides:
         key, value = parse_override(item)
-        _set_dotted(tree, key, value)
+        _set_dotted(command_line, key, value)
     if sources:
-        tree["sources"] = list(sources)
+        command_line["sources"] = list(sources)
     if output:
-        tree["output"] = output
+        command_line["output"] = output
+    absolutize_paths(command_line, Path.cwd())
+    _merge(tree, command_line)
+    return validate(tree, base_dir)
+
+
+def validate(tree: dict, base_dir: Path) -> Settings:
     try:
         config = RunConfig.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
     return Settings(config, base_dir)
+
+
+def _merge(tree: dict, patch: dict) -> None:
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(tree.get(key), dict):
+            _merge(tree[key], value)
+        else:
+            tree[key] = value
+
+
+def override_existing_run(config: dict, overrides: list[str]) -> dict:
+    """A stored run config with command-line overrides applied; keys that define the run's
+    inputs or vectors (RUN_IDENTITY_KEYS) are refused."""
+    patch: dict = {}
+    for item in overrides:
+        key, value = parse_override(item)
+        if key.split(".")[0] in RUN_IDENTITY_KEYS:
+            raise ConfigError(
+                f"--set {key}: cannot change an existing run's {key.split('.')[0]} (it defines "
+                "the run's inputs or vectors; fix: start a new run with embedpipe run/submit)"
+            )
+        _set_dotted(patch, key, value)
+    absolutize_paths(patch, Path.cwd())
+    merged = json.loads(json.dumps(config))
+    _merge(merged, patch)
+    return merged
 
 
 def _describe(exc: ValidationError) -> str:
@@ -280,7 +400,12 @@ def _describe(exc: ValidationError) -> str:
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         if err["type"] == "extra_forbidden":
             lines.append(f"{key}: unknown key (fix: remove it or check its spelling)")
+        elif key == "gemini.api_key_env":
+            lines.append(f"{key}: {_message(err)}")  # never echo: the value may be a key
         else:
-            got = err.get("input")
-            lines.append(f"{key}: {err['msg']} (got {got!r})")
+            lines.append(f"{key}: {_message(err)} (got {err.get('input')!r})")
     return "; ".join(lines)
+
+
+def _message(err: dict) -> str:
+    return err["msg"].removeprefix("Value error, ")

@@ -402,5 +402,5 @@ class JobDriver:
 
 def progress(summary: dict[str, int]) -> None:
     total = sum(summary.values())
-    parts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(summary.items()))
+    parts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(summary.items())) or "nothing to submit"
     print(f"[embedpipe] request files {total}: {parts}", file=sys.stderr, flush=True)

@@ -3,6 +3,8 @@ run's index, and map hits back to their chunks.
 
 A file or image query is chunked by the same chunker the corpus went through, so a
 corpus member finds itself first; a text query gets the Embedding 2 query prompt.
+Every argument is checked before anything is embedded: an ``--image`` must be an image
+(by content), a ``--file`` something the model embeds.
 """
 from __future__ import annotations
 
@@ -10,35 +12,84 @@ import os
 
 import numpy as np
 
-from pipeline.backend import open_backend
 from pipeline.config import ConfigError
-from transforms.chunk import chunk_source
-from transforms.list_sources import describe, expand_local
-from transforms.prompts import query_text
+from transforms import fs
+
+
+class NothingToSearch(RuntimeError):
+    """The run has no embeddings (an empty corpus, or every source deleted)."""
+
+
+def _describe_query_file(flag: str, path: str):
+    from transforms.list_sources import describe, expand_local
+
+    if not os.path.exists(path):
+        raise ConfigError(f"query {flag}: {path!r} does not exist")
+    if not os.path.isfile(path):
+        raise ConfigError(f"query {flag}: {path!r} is not a regular file")
+    return describe(next(expand_local(path)))
 
 
 def query_parts(settings, text: str | None, image: str | None, file: str | None) -> list[dict]:
-    given = [v for v in (text, image, file) if v]
+    from transforms.chunk import chunk_source
+    from transforms.chunk_errors import ChunkingError
+    from transforms.prompts import query_text
+
+    given = [v for v in (text, image, file) if v is not None]
     if len(given) != 1:
         raise ConfigError("query: give exactly one of TEXT, --image PATH or --file PATH")
-    if text:
+    if text is not None:
+        if not text.strip():
+            raise ConfigError("query: TEXT is empty (fix: give the words to search for)")
         return [{"text": query_text(text)}]
-    path = image or file
-    if not os.path.isfile(path):
-        raise ConfigError(f"query: {path!r} is not a file")
-    source = describe(next(expand_local(path)))
-    chunks, _errors = chunk_source(source, settings.chunk_settings())
+    flag, path = ("--image", image) if image is not None else ("--file", file)
+    source = _describe_query_file(flag, path)
+    if flag == "--image" and source.detected_type != "image":
+        raise ConfigError(
+            f"query --image: {path!r} is {source.detected_type} by its content, not an image "
+            "(fix: --file PATH for documents, audio, video and PDFs)"
+        )
+    try:
+        chunks, errors = chunk_source(source, settings.chunk_settings())
+    except ChunkingError as exc:
+        raise ConfigError(f"query {flag}: {path!r} cannot be embedded ({exc.error_class}: {exc.message})") from None
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"query {flag}: {path!r} cannot be embedded ({type(exc).__name__}: {exc})") from None
     if not chunks:
-        raise ConfigError(f"query: {path!r} has no embeddable content")
+        reason = f"{errors[0].error_class}: {errors[0].message}" if errors else "it is empty"
+        raise ConfigError(f"query {flag}: {path!r} has no embeddable content ({reason})")
     return list(chunks[0].parts)
 
 
+def _index_or_nothing(ctx):
+    """The run's index dir, or NothingToSearch / a clear error when there is none."""
+    from pipeline.run_layout import read_json
+    from transforms.index.layout import IndexLayout
+
+    layout = IndexLayout.of_run(ctx.paths.root)
+    if fs.exists(layout.report):
+        return layout.root
+    if not fs.exists(ctx.paths.manifest):
+        raise ConfigError(f"query: run {ctx.paths.run_id} has not finished; nothing to search yet "
+                          f"(see embedpipe status --output {ctx.paths.output})")
+    index = read_json(ctx.paths.manifest).get("index") or {}
+    counts = read_json(ctx.paths.manifest)["counts"]
+    if counts["embedded_rows"] + counts["carried_rows"] == 0:
+        raise NothingToSearch(f"run {ctx.paths.run_id} has no embeddings (an empty corpus or every "
+                              "source deleted): nothing to search")
+    raise ConfigError(
+        f"query: run {ctx.paths.run_id} has no index ({index.get('error') or index.get('reason')}; "
+        f"fix: embedpipe index --output {ctx.paths.output} --run {ctx.paths.run_id})"
+    )
+
+
 def query_run(ctx, *, text=None, image=None, file=None, k: int = 5) -> list[dict]:
+    from pipeline.backend import open_backend
     from transforms.index.search import IndexSearcher
 
     c = ctx.settings.config
     parts = query_parts(ctx.settings, text, image, file)
-    searcher = IndexSearcher.open(ctx.paths.index)
+    searcher = IndexSearcher.open(_index_or_nothing(ctx))
     searcher.check_space(c.model, c.dimensionality)
     with open_backend(ctx.settings) as client:
         vectors = client.embed_sync(c.model, [parts], c.dimensionality)

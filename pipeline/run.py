@@ -8,13 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import graph
-from pipeline.config import ConfigError, RunConfig, Settings
+from pipeline.config import RunConfig, Settings, override_existing_run, validate
 from pipeline.jobs import Capacity, JobDriver, plan_waves
 from pipeline.run_layout import (
     RunPaths,
@@ -32,6 +30,10 @@ from transforms.write_embeddings import ResultSet
 
 class BudgetExceeded(RuntimeError):
     """The plan costs more than ``max_cost_usd``."""
+
+
+class RunNotApproved(RuntimeError):
+    """The run was only planned, or its plan was refused: nothing of it may be submitted."""
 
 
 @dataclass(frozen=True)
@@ -64,16 +66,6 @@ def acquire_run(settings: Settings) -> tuple[RunPaths, bool]:
 
 def release_slot(settings: Settings) -> None:
     fs.delete(slot_uri(settings))
-
-
-def validate_sources(settings: Settings) -> None:
-    if not settings.config.sources:
-        raise ConfigError("sources: at least one source URI is required (fix: --sources DIR)")
-    for src in settings.config.sources:
-        if fs.is_remote(src) or any(ch in src for ch in "*?["):
-            continue
-        if not os.path.exists(os.path.expanduser(src)):
-            raise ConfigError(f"sources: {src!r} does not exist")
 
 
 PHASES = ("started", "prepared", "written", "done")
@@ -109,10 +101,66 @@ def phase_reached(paths: RunPaths, phase: str) -> bool:
     return PHASES.index(read_json(paths.run_state).get("phase", "started")) >= PHASES.index(phase)
 
 
-def load_run(paths: RunPaths) -> Settings:
-    """Settings exactly as the run was started with (split-mode commands need no --config)."""
+def load_run(paths: RunPaths, overrides: list[str] = ()) -> Settings:
+    """Settings as the run was started with (split-mode commands need no --config), plus
+    command-line overrides of keys that do not change the run's inputs or vectors."""
     state = read_json(paths.run_state)
-    return Settings(RunConfig.model_validate(state["config"]), Path(state["config_base_dir"]))
+    base_dir = Path(state["config_base_dir"])
+    if not overrides:
+        return Settings(RunConfig.model_validate(state["config"]), base_dir)
+    return validate(override_existing_run(state["config"], list(overrides)), base_dir)
+
+
+# -- approval: nothing is submitted without a budget-checked plan of that run ------------
+APPROVED, REFUSED, PLAN_ONLY = "approved", "refused", "plan_only"
+
+
+def approval_of(paths: RunPaths) -> dict:
+    if not fs.exists(paths.run_state):
+        return {}
+    return read_json(paths.run_state).get("approval") or {}
+
+
+def mark_plan_only(paths: RunPaths) -> None:
+    update_run_state(paths, approval={"state": PLAN_ONLY, "at": _now()})
+
+
+def approve(ctx: "RunContext", plan: dict) -> None:
+    """The explicit, budget-checked step before any spend: record the run as approved,
+    or as refused (and raise BudgetExceeded) when the plan costs more than max_cost_usd."""
+    limit = ctx.settings.config.max_cost_usd
+    decision = {
+        "estimated_batch_usd": plan["estimated_cost"]["batch_usd"],
+        "tokens": plan["tokens_total"],
+        "max_cost_usd": limit,
+        "at": _now(),
+    }
+    try:
+        check_budget(ctx.settings, plan)
+    except BudgetExceeded:
+        update_run_state(ctx.paths, approval={"state": REFUSED, **decision})
+        raise
+    update_run_state(ctx.paths, approval={"state": APPROVED, **decision})
+
+
+def require_approved(ctx: "RunContext") -> None:
+    """Every command that may submit (run, submit, status, collect, redrive) passes here:
+    a plan-only or refused run is never advanced, and a lower ``max_cost_usd`` given to
+    this command refuses the rest of the run."""
+    approval = approval_of(ctx.paths)
+    state = approval.get("state")
+    if state != APPROVED:
+        why = {
+            PLAN_ONLY: "was made by `embedpipe plan`: a plan only",
+            REFUSED: f"was refused: its plan ({usd(approval.get('estimated_batch_usd', 0))}) "
+                     f"exceeded max_cost_usd={usd(approval.get('max_cost_usd') or 0)}",
+        }.get(state, "has no budget approval")
+        raise RunNotApproved(
+            f"run {ctx.paths.run_id} {why}; nothing of it is submitted "
+            "(fix: embedpipe submit --config FILE (or run) with a max_cost_usd that covers the plan)"
+        )
+    if fs.exists(ctx.paths.plan):
+        check_budget(ctx.settings, read_json(ctx.paths.plan))
 
 
 def request_files(paths: RunPaths) -> list[RequestFileInfo]:
@@ -209,13 +257,18 @@ def write_plan(ctx: RunContext) -> dict:
     return plan
 
 
+def usd(amount: float) -> str:
+    """Dollars with enough digits to tell a tiny amount from zero."""
+    return f"${amount:,.4f}" if amount >= 0.01 or amount == 0 else f"${amount:.8f}"
+
+
 def check_budget(settings: Settings, plan: dict) -> None:
     limit = settings.config.max_cost_usd
     cost = plan["estimated_cost"]["batch_usd"]
     if limit is not None and cost > limit:
         raise BudgetExceeded(
-            f"estimated batch cost ${cost:.4f} for {plan['tokens_total']} tokens exceeds "
-            f"max_cost_usd=${limit:.4f} (fix: raise max_cost_usd or narrow sources)"
+            f"estimated batch cost {usd(cost)} for {plan['tokens_total']} tokens exceeds "
+            f"max_cost_usd={usd(limit)} (fix: raise max_cost_usd or narrow sources)"
         )
 
 
@@ -231,9 +284,10 @@ def prepare(ctx: RunContext) -> dict:
     """
     if phase_reached(ctx.paths, "prepared"):
         return read_json(ctx.paths.plan)
-    validate_sources(ctx.settings)
     if not fs.exists(ctx.paths.run_state):
         start_run(ctx.settings, ctx.paths)
+    from pipeline import graph
+
     previous = previous_run(ctx.settings, ctx.paths)
     update_run_state(ctx.paths, previous_run=previous and previous.run_id)
     graph.run_prepare(ctx.settings, ctx.paths, list(ctx.beam_args), previous)
@@ -249,6 +303,7 @@ def job_driver(ctx: RunContext, client) -> JobDriver:
 
 
 def drive_jobs(ctx: RunContext, client, *, once: bool) -> JobDriver:
+    require_approved(ctx)
     c = ctx.settings.config
     driver = job_driver(ctx, client)
     driver.drive(c.gemini.poll_interval_s, c.gemini.max_poll_interval_s, once=once)
@@ -286,19 +341,42 @@ def result_sets(ctx: RunContext) -> list[ResultSet]:
 
 
 def write_embeddings(ctx: RunContext) -> None:
+    from pipeline import graph
+
     graph.run_write(ctx.settings, ctx.paths, result_sets(ctx), extra_args=list(ctx.beam_args))
     set_phase(ctx.paths, "written")
 
 
-def build_index(ctx: RunContext) -> dict | None:
+class IndexNotBuilt(RuntimeError):
+    """The index of a run with embeddings could not be built (e.g. the recall gate)."""
+
+
+def build_index(ctx: RunContext) -> dict:
+    """Build the run's index; returns its report, or ``{"built": False, "reason": ...}``
+    when there is nothing to index (index disabled, or a corpus with no embeddings).
+    An empty corpus is a valid run: its index is absent, and ``query`` says so."""
+    from pipeline import graph
     from transforms.index import IndexConfig, build_index as build
 
     ix = ctx.settings.config.index
     if not ix.enabled:
-        return None
+        return {"built": False, "reason": "index.enabled is false"}
+    if embedded_total(ctx.paths) == 0:
+        from transforms.index.layout import IndexLayout, delete, match_paths
+
+        delete(match_paths(fs.join(IndexLayout.of_run(ctx.paths.root).root, "**")))
+        return {"built": False, "reason": "the run has no embeddings: nothing to index"}
     config = IndexConfig(**ix.model_dump(exclude={"enabled"}))
     options = graph.pipeline_options(ctx.settings, list(ctx.beam_args))
-    return build(ctx.paths.root, config, options)
+    return {"built": True, **build(ctx.paths.root, config, options)}
+
+
+def embedded_total(paths: RunPaths) -> int:
+    """Rows over the run's embeddings (new and carried), from the Parquet footers."""
+    from transforms.index.source import embeddings_glob, inspect_shard, number_shards
+    from transforms.index.layout import match_paths
+
+    return sum(inspect_shard(s).rows for s in number_shards(match_paths(embeddings_glob(paths.root))))
 
 
 def embedded_rows(paths: RunPaths, pattern: str) -> tuple[int, dict[str, int]]:
@@ -332,8 +410,12 @@ def job_summary(records) -> dict:
     }
 
 
-def finish(ctx: RunContext, plan: dict, index_report: dict | None) -> tuple[dict, int]:
-    """Write manifest.json (last) and current.json; return (manifest, exit code)."""
+def finish(ctx: RunContext, plan: dict, index_report: dict) -> tuple[dict, int]:
+    """Write manifest.json (last) and current.json; return (manifest, exit code).
+
+    A completed run always becomes current, whatever its dead-letter rate or index
+    outcome: its embeddings are good, so the next run carries them and pays only for
+    what changed (exit 3 reports the dead letters; it does not throw the rows away)."""
     from pipeline.ledger import Ledger
 
     rows, billed = embedded_rows(ctx.paths, "part-*.parquet")
@@ -375,20 +457,69 @@ def finish(ctx: RunContext, plan: dict, index_report: dict | None) -> tuple[dict
         },
         "cost": {"planned": plan["estimated_cost"], "billed": estimate_cost(ctx.settings, billed)},
         "jobs": job_summary(Ledger(ctx.paths.ledger).all()),
-        "index": index_report and {
-            k: index_report.get(k) for k in ("factory", "nlist", "nprobe", "ntotal", "recall")
-        },
+        "index": _index_summary(index_report),
         "outputs": outputs,
     }
-    write_json(ctx.paths.manifest, manifest)
     listed = max(1, objects["listed"])
-    failed_fraction = (dead_objects + min(dead_chunks, objects["chunks"])) / listed
-    exit_code = 3 if failed_fraction > c.deadletter_tolerance else 0
+    dead = dead_objects + min(dead_chunks, objects["chunks"])
+    manifest["deadletters"] = {
+        "count": dead,
+        "fraction": round(dead / listed, 6),
+        "tolerance": c.deadletter_tolerance,
+        "over_tolerance": dead / listed > c.deadletter_tolerance,
+        "path": ctx.paths.deadletters,
+    }
+    write_json(ctx.paths.manifest, manifest)
     set_phase(ctx.paths, "done")
-    if exit_code == 0:
-        write_json(ctx.paths.current, {"run_id": ctx.paths.run_id, "manifest": ctx.paths.manifest})
+    write_json(ctx.paths.current, {"run_id": ctx.paths.run_id, "manifest": ctx.paths.manifest})
     release_slot(ctx.settings)
-    return manifest, exit_code
+    return manifest, 3 if manifest["deadletters"]["over_tolerance"] else 0
+
+
+def _index_summary(report: dict) -> dict:
+    if not report.get("built"):
+        return {k: report[k] for k in ("built", "reason", "error") if k in report}
+    return {"built": True, **{k: report.get(k) for k in ("factory", "nlist", "nprobe", "ntotal", "recall")}}
+
+
+def deadletter_message(ctx: RunContext, manifest: dict) -> str:
+    """Why a run exits 3, for stderr: counts, tolerance, where the dead letters are."""
+    d = manifest["deadletters"]
+    return (
+        f"run {ctx.paths.run_id}: {d['count']} dead letter(s) for {manifest['counts']['listed']} "
+        f"listed object(s) ({d['fraction']:.2%}) exceed deadletter_tolerance={d['tolerance']:.2%}; "
+        f"see {d['path']} (error_class and message per line). The run's "
+        f"{manifest['counts']['embedded_rows'] + manifest['counts']['carried_rows']} embeddings "
+        "are kept and carried into the next run; fix or remove the inputs, raise "
+        "deadletter_tolerance, or `embedpipe redrive` the collect-stage ones"
+    )
+
+
+def complete(ctx: RunContext, plan: dict) -> tuple[dict, int, list[str]]:
+    """Write embeddings, build the index, write the manifest: (manifest, exit code, messages).
+
+    An index that cannot be built (e.g. its recall gate) does not lose the billed
+    embeddings: the manifest is still written, the run becomes current, and the exit
+    code is 1 with the reason and the fix."""
+    from transforms.embeddings_schema import SchemaMismatchError
+    from transforms.index.recall import RecallTargetUnreachable
+
+    write_embeddings(ctx)
+    messages = []
+    try:
+        report = build_index(ctx)
+    except (RecallTargetUnreachable, SchemaMismatchError) as exc:
+        report = {"built": False, "error": f"{type(exc).__name__}: {exc}"}
+        messages.append(
+            f"run {ctx.paths.run_id}: the index was not built ({exc}); the embeddings are "
+            f"written and the run is current (fix: embedpipe index --output {ctx.paths.output} "
+            f"--run {ctx.paths.run_id} --set index.target_recall_at_10=<lower> or "
+            "--set index.nprobe=<n>)"
+        )
+    manifest, code = finish(ctx, plan, report)
+    if code == 3:
+        messages.append(deadletter_message(ctx, manifest))
+    return manifest, (1 if "error" in report else code), messages
 
 
 def summary_text(plan: dict, manifest: dict) -> str:

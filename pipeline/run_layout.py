@@ -107,15 +107,23 @@ def checksum(uri: str) -> str:
     return digest.hexdigest()
 
 
-def resolve_run(output: str, run_id: str | None) -> RunPaths:
-    """The named run, or the newest run under ``output`` (by id, which sorts by time)."""
+def resolve_run(output: str, run_id: str | None, accept=None) -> RunPaths:
+    """The named run, or the newest run under ``output`` (by id, which sorts by time) that
+    ``accept(paths)`` admits (e.g. skipping plan-only runs)."""
     if run_id:
         paths = RunPaths(output, run_id)
         if not fs.exists(paths.run_state):
             raise FileNotFoundError(f"--run {run_id}: no such run under {output}")
         return paths
-    runs = fs.match(fs.join(output, "runs", "*", "run.json"))
-    if not runs:
-        raise FileNotFoundError(f"--output {output}: no runs found")
-    newest = sorted(path for path, _ in runs)[-1]
-    return RunPaths(output, newest.replace("\\", "/").split("/")[-2])
+    runs = sorted(path.replace("\\", "/").split("/")[-2]
+                  for path, _ in fs.match(fs.join(output, "runs", "*", "run.json")))
+    for candidate in reversed(runs):
+        paths = RunPaths(output, candidate)
+        if accept is None or accept(paths):
+            return paths
+    if runs:
+        raise FileNotFoundError(
+            f"--output {output}: no submitted run found ({len(runs)} plan-only or refused "
+            "run(s) are never advanced; fix: embedpipe submit or run)"
+        )
+    raise FileNotFoundError(f"--output {output}: no runs found")

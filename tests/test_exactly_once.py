@@ -458,7 +458,7 @@ def test_budget_refuses_with_numbers_and_plan_creates_no_job(corpus, tmp_path):
     assert refused.returncode == 2, refused.explain()
     plan = read_json(only_run(budget_out) / "plan.json")
     assert plan["tokens_total"] > 0
-    assert f"${plan['estimated_cost']['batch_usd']:.4f}" in refused.stderr, refused.stderr
+    assert f"${plan['estimated_cost']['batch_usd']:.8f}" in refused.stderr, refused.stderr
     assert str(plan["tokens_total"]) in refused.stderr and "max_cost_usd" in refused.stderr
 
     assert planned.returncode == 0, planned.explain()

@@ -400,10 +400,25 @@ class BatchClient:
                 err = self._error(operation, exc)
                 if not isinstance(err, ApiCallError) or not err.retryable or attempt + 1 == self._attempts:
                     raise err from None
-                log.warning("%s: transient %s; retrying (%d/%d)", operation,
-                            err.status or type(exc).__name__, attempt + 1, self._attempts)
-                self._sleep(self._backoff(attempt))
+                delay = self._backoff(attempt)
+                log.warning("%s at %s: transient %s (%s); retrying in %.1fs (%d/%d)", operation,
+                            self._base_url, err.status or type(exc).__name__,
+                            self._scrub(str(exc))[:200], delay, attempt + 1, self._attempts)
+                self._sleep(delay)
         raise AssertionError("unreachable")
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    def check_model(self, model: str) -> None:
+        """One ``models.get`` with no retries: proves the endpoint answers, accepts the key
+        and serves ``model`` before any work is done. Raises ApiCallError (HTTP errors) or
+        the transport error itself (connection refused, DNS, timeout)."""
+        try:
+            self._client.models.get(model=model, config={"http_options": _NO_RETRY})
+        except genai_errors.APIError as exc:
+            raise self._error("models.get", exc) from None
 
     # -- files ---------------------------------------------------------------------
     def upload_jsonl(self, local_path: str | os.PathLike, display_name: str) -> str:

@@ -15,8 +15,9 @@ import yaml
 
 from transforms.settings import ModelLimits
 
-DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-"""The repository's ``configs/`` directory (limits and pricing files live under it)."""
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+"""The packaged configs: ``transforms/configs`` links to the repository's ``configs/``, and
+builds copy it into the wheel, so limits and prices ship with every install."""
 
 _TOKENS_PER_UNIT_KEYS = ("image", "audio_second", "video_second", "pdf_page")
 

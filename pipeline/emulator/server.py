@@ -2,7 +2,7 @@
 
 Speaks the REST protocol the official ``google-genai`` SDK uses (research note
 gemini-batch-api.md §7): resumable uploads, Files, ``batchEmbedContents``,
-``embedContent``, ``asyncBatchEmbedContent`` and batch Operations, under any ``v1*``
+``embedContent``, ``asyncBatchEmbedContent``, ``models.get`` and batch Operations, under any ``v1*``
 version prefix. Admin endpoints under ``/_emulator/`` need no API key:
 ``GET /_emulator/stats``, ``GET|POST /_emulator/faults``, ``POST /_emulator/reset``.
 """
@@ -114,6 +114,7 @@ class EmulatorApp:
             _Route("GET", r(rf"^/{_V}/files$"), "files.list", self._file_list),
             _Route("GET", r(rf"^/{_V}/files/(?P<id>[a-z0-9-]+)$"), "files.get", self._file_get),
             _Route("DELETE", r(rf"^/{_V}/files/(?P<id>[a-z0-9-]+)$"), "files.delete", self._file_delete),
+            _Route("GET", r(rf"^/{_V}/models/(?P<model>[^/:]+)$"), "models.get", self._model_get),
             _Route("POST", r(rf"^/{_V}/models/(?P<model>[^/:]+):batchEmbedContents$"),
                    "models.batchEmbedContents", self._batch_embed),
             _Route("POST", r(rf"^/{_V}/models/(?P<model>[^/:]+):embedContent$"),
@@ -304,6 +305,18 @@ class EmulatorApp:
         with self._lock:
             self.sync_billed_tokens += sum(r.token_count for r in results)
         return Reply.of({"embeddings": [{"values": json_values(r.values)} for r in results]})
+
+    def _model_get(self, req: Request) -> Reply:
+        """``models.get``: what a client checks before spending (the model exists, the key
+        is accepted)."""
+        limits = self.embedder.limits_for(req.params["model"], req.params["v"])
+        return Reply.of({
+            "name": f"models/{limits.model}",
+            "displayName": limits.model,
+            "inputTokenLimit": limits.text_tokens,
+            "supportedGenerationMethods": ["embedContent", "batchEmbedContents",
+                                           "asyncBatchEmbedContent"],
+        })
 
     def _embed(self, req: Request) -> Reply:
         self.embedder.limits_for(req.params["model"], req.params["v"])
