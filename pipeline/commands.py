@@ -211,7 +211,7 @@ def cmd_index(args, beam_args) -> int:
     ctx = _existing_context(args, beam_args)
     from pipeline.run import build_index
 
-    print_json(build_index(ctx))
+    print_json(build_index(ctx, requested=True))
     return EXIT_OK
 
 

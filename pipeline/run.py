@@ -351,15 +351,16 @@ class IndexNotBuilt(RuntimeError):
     """The index of a run with embeddings could not be built (e.g. the recall gate)."""
 
 
-def build_index(ctx: RunContext) -> dict:
+def build_index(ctx: RunContext, *, requested: bool = False) -> dict:
     """Build the run's index; returns its report, or ``{"built": False, "reason": ...}``
-    when there is nothing to index (index disabled, or a corpus with no embeddings).
-    An empty corpus is a valid run: its index is absent, and ``query`` says so."""
+    when there is nothing to index (index disabled — unless ``requested`` by the
+    ``index`` command —, or a corpus with no embeddings). An empty corpus is a valid
+    run: its index is absent, and ``query`` says so."""
     from pipeline import graph
     from transforms.index import IndexConfig, build_index as build
 
     ix = ctx.settings.config.index
-    if not ix.enabled:
+    if not ix.enabled and not requested:
         return {"built": False, "reason": "index.enabled is false"}
     if embedded_total(ctx.paths) == 0:
         from transforms.index.layout import IndexLayout, delete, match_paths
