@@ -67,8 +67,12 @@ def _index_or_nothing(ctx):
     from transforms.index.layout import IndexLayout
 
     layout = IndexLayout.of_run(ctx.paths.root)
+    fix = f"fix: embedpipe index --output {ctx.paths.output} --run {ctx.paths.run_id}"
     if fs.exists(layout.report):
-        return layout.root
+        if read_json(layout.report)["serving"].get("nprobe") is not None:
+            return layout.root
+        raise ConfigError(f"query: the index of run {ctx.paths.run_id} failed its recall gate "
+                          f"(see {layout.report}; {fix} --set index.target_recall_at_10=<lower>)")
     if not fs.exists(ctx.paths.manifest):
         raise ConfigError(f"query: run {ctx.paths.run_id} has not finished; nothing to search yet "
                           f"(see embedpipe status --output {ctx.paths.output})")
@@ -78,8 +82,7 @@ def _index_or_nothing(ctx):
         raise NothingToSearch(f"run {ctx.paths.run_id} has no embeddings (an empty corpus or every "
                               "source deleted): nothing to search")
     raise ConfigError(
-        f"query: run {ctx.paths.run_id} has no index ({index.get('error') or index.get('reason')}; "
-        f"fix: embedpipe index --output {ctx.paths.output} --run {ctx.paths.run_id})"
+        f"query: run {ctx.paths.run_id} has no index ({index.get('error') or index.get('reason')}; {fix})"
     )
 
 

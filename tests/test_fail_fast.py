@@ -306,3 +306,24 @@ def test_gcs_problems_are_one_line_in_seconds(corpus, tmp_path, gcs_emulator):  
     res = embedpipe("status", "--output", f"gs://{bucket}/out", env=no_creds)
     assert res.returncode == 2 and "--output: " in res.stderr and "Traceback" not in res.stderr
 
+
+
+# -- an index that cannot be built never loses the billed embeddings ---------------------
+def test_a_failed_index_keeps_the_run_and_says_how_to_rebuild(corpus, tmp_path):
+    out, env = tmp_path / "out", cli_env()
+    res = embedpipe(*run_args("run", corpus, out), "--set", "index.enabled=true",
+                    "--set", "index.target_recall_at_10=1.5", env=env)  # unreachable
+    assert res.returncode == 1, res.explain()
+    run_id = only_run(out).name
+    assert f"run {run_id}: the index was not built" in res.stderr and "embedpipe index" in res.stderr
+    manifest = read_json(only_run(out) / "manifest.json")
+    assert manifest["counts"]["embedded_rows"] == len(TEXTS)
+    assert manifest["index"]["built"] is False and "RecallTargetUnreachable" in manifest["index"]["error"]
+    assert read_json(out / "current.json")["run_id"] == run_id
+    query = embedpipe("query", "--output", str(out), "glaciers", env=env)
+    assert query.returncode == 2 and "failed its recall gate" in query.stderr
+    assert "embedpipe index" in query.stderr
+    rebuilt = embedpipe("index", "--output", str(out), "--set", "index.target_recall_at_10=0.9", env=env)
+    assert rebuilt.returncode == 0, rebuilt.explain()
+    again = embedpipe("query", "--output", str(out), "glaciers", "-k", "1", "--json", env=env)
+    assert json.loads(again.stdout)[0]["source_uri"].endswith("glaciers.txt")
