@@ -8,9 +8,9 @@ metadata WriteEmbeddings needs, so results are joined by key, never by order.
 
 Memory stays bounded as the corpus grows: each request line is written once to a spill
 file (``<run>/.plan-spill-<id>/``, one folder per pipeline, removed at its end) by the step
-that serialises it, only ~100-byte refs go through the bucket shuffle, and a bucket's
-writer sorts its refs and streams the lines back in key order into the file. No step
-holds a request file's worth of lines.
+that serialises it, only batches of small refs go through the bucket shuffle, and a
+bucket's writer sorts its refs and streams the lines back in key order into the file. No
+step holds a request file's worth of lines.
 """
 from __future__ import annotations
 
@@ -19,19 +19,23 @@ import collections
 import contextlib
 import hashlib
 import io
+import itertools
 import json
 import math
 import mimetypes
 import os
+import pickle
 import shutil
 import uuid
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindows
 
 from transforms import fs
 from transforms.types import Chunk
@@ -291,10 +295,10 @@ def select_lines(
     return write_request_file(selected(), requests_dir, name)
 
 
-# -- the Beam transform: lines spill to files once; only small refs are shuffled ------
-# A LineRef is a plain tuple (Beam encodes tuples of str/int natively, without pickle):
-# (chunk_id, spill file name, offset, record length, line bytes, est_tokens).
+# -- the Beam transform: lines spill to files once; only batches of refs are shuffled --
+# A ref is (chunk_id, spill file name, offset, record length, line bytes, est_tokens).
 LineRef = tuple
+REFS_PER_BATCH = 20_000  # refs a spilling worker holds before it hands them on
 _OPEN_SPILLS = 64  # spill files a writer keeps open at once
 
 
@@ -308,22 +312,53 @@ def new_spill_dir(requests_dir: str) -> str:
 
 
 def spill_record(planned: PlannedLine) -> bytes:
-    """The line's key-list metadata (one JSON line) followed by the request line itself."""
-    return json.dumps(planned.meta, separators=(",", ":")).encode("ascii") + b"\n" + planned.line
+    """A planned line as it is spilled (pickle: a private, short-lived file)."""
+    return pickle.dumps((planned.meta, planned.line), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def planned_from_record(record: bytes) -> PlannedLine:
-    head, _, line = record.partition(b"\n")
-    meta = tuple(json.loads(head))
+    meta, line = pickle.loads(record)
     return PlannedLine(chunk_id=meta[0], line=line, meta=meta, est_tokens=meta[9], modality=meta[3])
 
 
+@dataclass(frozen=True)
+class RefBatch:
+    """Refs to lines spilled into one file: what the bucket shuffle carries (a few bytes
+    of columns per line, one element per batch instead of one per chunk)."""
+
+    spill: str
+    chunk_ids: tuple[str, ...]
+    offsets: np.ndarray  # int64 columns, one value per line
+    lengths: np.ndarray
+    line_bytes: np.ndarray
+    tokens: np.ndarray
+
+    def totals(self) -> tuple[int, int, int]:
+        return len(self.chunk_ids), int(self.line_bytes.sum()), int(self.tokens.sum())
+
+    def by_bucket(self, n_buckets: int) -> Iterator[tuple[int, "RefBatch"]]:
+        buckets = np.fromiter((bucket_of(c, n_buckets) for c in self.chunk_ids), np.int64,
+                              len(self.chunk_ids))
+        for bucket in np.unique(buckets):
+            rows = np.flatnonzero(buckets == bucket)
+            yield int(bucket), RefBatch(
+                self.spill, tuple(self.chunk_ids[r] for r in rows), self.offsets[rows],
+                self.lengths[rows], self.line_bytes[rows], self.tokens[rows],
+            )
+
+    def refs(self) -> Iterator[LineRef]:
+        return zip(self.chunk_ids, itertools.repeat(self.spill), self.offsets.tolist(),
+                   self.lengths.tolist(), self.line_bytes.tolist(), self.tokens.tolist())
+
+
 class SpillRequestLines(beam.DoFn):
-    """Chunk → its request line, appended to this bundle's spill file; yields a LineRef.
+    """Chunk → its request line, appended to this bundle's spill file; refs to the lines
+    leave in RefBatches of up to REFS_PER_BATCH.
 
     Request lines (up to MBs with inline media) are written to storage once, here, and
     read back once by the writer of their file: the bucket shuffle (and, on FnApiRunner,
-    the runner's in-memory buffers) carries ~100-byte refs instead of the lines."""
+    the runner's in-memory buffers) carries refs, never lines, and Beam handles one
+    element per batch, not one per chunk."""
 
     def __init__(self, spill_dir: str, sizing: RequestSizing):
         self._dir = spill_dir
@@ -331,6 +366,7 @@ class SpillRequestLines(beam.DoFn):
 
     def start_bundle(self):
         self._files = None
+        self._refs: list[tuple] = []
 
     def process(self, chunk: Chunk):
         planned = plan_line(chunk, self._sizing)
@@ -341,14 +377,24 @@ class SpillRequestLines(beam.DoFn):
             self._offset = 0
         record = spill_record(planned)
         self._out.write(record)
-        yield (planned.chunk_id, self._name, self._offset, len(record), len(planned.line),
-               planned.est_tokens)
+        self._refs.append((planned.chunk_id, self._offset, len(record), len(planned.line),
+                           planned.est_tokens))
         self._offset += len(record)
+        if len(self._refs) >= REFS_PER_BATCH:
+            yield self._batch()
 
     def finish_bundle(self):
         if self._files is not None:
             self._files.close()  # the spill file is complete before the bundle commits
             self._files = None
+        if self._refs:
+            yield GlobalWindows.windowed_value(self._batch())
+
+    def _batch(self) -> RefBatch:
+        ids, offsets, lengths, sizes, tokens = zip(*self._refs)
+        self._refs = []
+        return RefBatch(self._name, ids, *(np.asarray(c, np.int64)
+                                           for c in (offsets, lengths, sizes, tokens)))
 
 
 class SpillReader:
@@ -377,8 +423,8 @@ class SpillReader:
 
 
 class WriteRequestFilesDoFn(beam.DoFn):
-    """(bucket, refs) → the bucket's request files, lines streamed from the spill in key
-    order: memory holds the bucket's refs and one line, never a file's worth of lines."""
+    """(bucket, ref batches) → the bucket's request files, lines streamed from the spill in
+    key order: memory holds the bucket's refs and one line, never a file's worth of lines."""
 
     def __init__(self, requests_dir: str, spill_dir: str, sizing: RequestSizing):
         self._dir = requests_dir
@@ -386,11 +432,11 @@ class WriteRequestFilesDoFn(beam.DoFn):
         self._sizing = sizing
 
     def process(self, element):
-        bucket, refs = element
+        bucket, batches = element
+        refs = sorted(ref for batch in batches for ref in batch.refs())
         reader = SpillReader(self._spill)
         try:
-            files = cut_files(sorted(refs), self._sizing, lambda r: r[4], lambda r: r[5])
-            for sub, group in enumerate(files):
+            for sub, group in enumerate(cut_files(refs, self._sizing, lambda r: r[4], lambda r: r[5])):
                 yield write_request_file(
                     map(reader.planned, group), self._dir, f"req-{bucket:05d}-{sub:03d}"
                 )
@@ -405,10 +451,6 @@ def remove_spill(spill_dir: str) -> None:
         FileSystems.delete([spill_dir.rstrip("/") + "/"])
     elif os.path.isdir(spill_dir):
         shutil.rmtree(spill_dir)
-
-
-def _ref_totals(ref: LineRef) -> tuple[int, int, int]:
-    return 1, ref[4], ref[5]
 
 
 def _sum3(items: Iterable[tuple[int, int, int]]) -> tuple[int, int, int]:
@@ -429,17 +471,19 @@ class PlanRequests(beam.PTransform):
     def expand(self, chunks):
         sizing = self._sizing
         spill_dir = new_spill_dir(self._dir)
-        refs = chunks | "Serialise request lines" >> beam.ParDo(SpillRequestLines(spill_dir, sizing))
+        batches = chunks | "Serialise request lines" >> beam.ParDo(
+            SpillRequestLines(spill_dir, sizing)
+        )
         totals = (
-            refs
-            | "Line sizes" >> beam.Map(_ref_totals)
+            batches
+            | "Line sizes" >> beam.Map(RefBatch.totals)
             | "Corpus totals" >> beam.CombineGlobally(_sum3)
         )
         files = (
-            refs
+            batches
             | "Assign buckets"
-            >> beam.Map(
-                lambda r, t: (bucket_of(r[0], bucket_count(t, sizing)), r),
+            >> beam.FlatMap(
+                lambda b, t: b.by_bucket(bucket_count(t, sizing)),
                 t=beam.pvalue.AsSingleton(totals),
             )
             | "Group by bucket" >> beam.GroupByKey()
