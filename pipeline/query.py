@@ -8,7 +8,9 @@ Every argument is checked before anything is embedded: an ``--image`` must be an
 """
 from __future__ import annotations
 
+import itertools
 import os
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -86,6 +88,23 @@ def _index_or_nothing(ctx):
     )
 
 
+def _normalised(vectors) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _hit_json(hit) -> dict:
+    return {
+        "score": float(hit.score),
+        "chunk_id": hit.chunk_id,
+        "source_uri": hit.source_uri,
+        "modality": hit.modality,
+        "unit": hit.unit,
+        "start": hit.start,
+        "end": hit.end,
+    }
+
+
 def query_run(ctx, *, text=None, image=None, file=None, k: int = 5) -> list[dict]:
     from pipeline.backend import open_backend
     from transforms.index.search import IndexSearcher
@@ -95,18 +114,56 @@ def query_run(ctx, *, text=None, image=None, file=None, k: int = 5) -> list[dict
     searcher = IndexSearcher.open(_index_or_nothing(ctx))
     searcher.check_space(c.model, c.dimensionality)
     with open_backend(ctx.settings) as client:
-        vectors = client.embed_sync(c.model, [parts], c.dimensionality)
-    vectors = np.asarray(vectors, dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return [
-        {
-            "score": float(hit.score),
-            "chunk_id": hit.chunk_id,
-            "source_uri": hit.source_uri,
-            "modality": hit.modality,
-            "unit": hit.unit,
-            "start": hit.start,
-            "end": hit.end,
-        }
-        for hit in searcher.search(vectors, k)[0]
-    ]
+        vectors = _normalised(client.embed_sync(c.model, [parts], c.dimensionality))
+    return [_hit_json(hit) for hit in searcher.search(vectors, k)[0]]
+
+
+QUERY_BATCH = 1000  # queries embedded and searched together by ``--queries``
+
+
+def query_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """(1-based line number, query) for every non-blank line."""
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            yield number, line.strip()
+
+
+def embed_query_texts(settings, client, texts: list[str]) -> np.ndarray:
+    """Text queries → unit vectors, with the query prompt, through the run's backend."""
+    from transforms.prompts import query_text
+
+    c = settings.config
+    contents = [[{"text": query_text(t)}] for t in texts]
+    return _normalised(client.embed_sync(c.model, contents, c.dimensionality))
+
+
+def query_batch(ctx, lines: Iterable[str], k: int) -> Iterator[dict]:
+    """``embedpipe query --queries FILE``: one result per non-blank line, in order.
+
+    The index is loaded once; queries are embedded and searched QUERY_BATCH at a time,
+    so memory stays flat for any number of lines."""
+    from pipeline.backend import open_backend
+    from transforms.index.search import IndexSearcher
+
+    c = ctx.settings.config
+    searcher = IndexSearcher.open(_index_or_nothing(ctx))
+    searcher.check_space(c.model, c.dimensionality)
+    numbered = query_lines(lines)
+    with open_backend(ctx.settings) as client:
+        while batch := list(itertools.islice(numbered, QUERY_BATCH)):
+            vectors = embed_query_texts(ctx.settings, client, [q for _, q in batch])
+            for (number, query), hits in zip(batch, searcher.search(vectors, k)):
+                yield {"line": number, "query": query, "hits": [_hit_json(h) for h in hits]}
+
+
+def eval_query_vectors(settings) -> np.ndarray:
+    """``index.eval_queries`` embedded in the launching process (the only one with the
+    key); the index build gets the vectors as a file."""
+    from pipeline.backend import open_backend
+
+    uri = settings.config.index.eval_queries
+    texts = [q for _, q in query_lines(fs.iter_lines(uri))]
+    if not texts:
+        raise ConfigError(f"index.eval_queries: {uri} holds no queries (fix: one query per line)")
+    with open_backend(settings) as client:
+        return embed_query_texts(settings, client, texts)
