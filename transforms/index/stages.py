@@ -298,11 +298,13 @@ def measure_recall(
     )
     sweep = nprobe_sweep(nlist, config.max_nprobe, forced)
     nq = len(trained.queries)
-    corpus_points = measure(
-        searcher, trained.queries, trained.query_ids, gt_scores[:nq], gt_ids[:nq], sweep
+    corpus_points = measure(  # one run per nprobe: its QPS is the gate sweep's business
+        searcher, trained.queries, trained.query_ids, gt_scores[:nq], gt_ids[:nq], sweep,
+        runs_max=1,
     )
     no_self = np.full(len(trained.gate_queries), -1, np.int64)
-    points = measure(searcher, trained.gate_queries, no_self, gt_scores[nq:], gt_ids[nq:], sweep)
+    points = measure(searcher, trained.gate_queries, no_self, gt_scores[nq:], gt_ids[nq:], sweep,
+                     runs_max=2)
     chosen, reason = choose_nprobe(points, config.target_recall_at_10, forced)
     if plan.params.exact and chosen is not None:
         reason = f"1: the single list holds every vector (exact); measured recall@10 {points[0].recall_at_10:.3f}"
