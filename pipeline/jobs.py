@@ -51,7 +51,8 @@ ACTIVE = {"PENDING", "RUNNING"}
 RESUBMITTABLE = {"FAILED", "EXPIRED"}
 STALE_AFTER_S = 600.0
 DOWNLOAD_WORKERS = 8  # concurrent result downloads (each streams; memory ~ one line each)
-_KEY = re.compile(r'"key"\s*:\s*"([^"]+)"')
+_KEY = re.compile(rb'"key"\s*:\s*"([^"]+)"')
+_ASCII_SPACE = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() removes in ASCII
 
 
 def owner_id() -> str:
@@ -145,22 +146,29 @@ class ResultScan:
         self._buffer.clear()
 
     def _lines(self, block: bytes) -> None:
+        if block.isascii():  # the usual case: bytes all the way (ASCII strips like text)
+            lines = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in block else block
+            for line in lines.split(b"\n"):
+                self._line(line.strip(_ASCII_SPACE))
+            return
         text = block.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
         for line in text.split("\n"):
-            line = line.strip()
-            if not line:
-                continue
-            self._out.write(line.encode("utf-8") + b"\n")
-            if '"error"' in line:
-                parsed = parse_result_line(line)
-                if parsed.key is not None:
-                    self.seen.add(parsed.key)
-                    if parsed.retryable:
-                        self.retry.add(parsed.key)
-            else:
-                match = _KEY.search(line)
-                if match:
-                    self.seen.add(match.group(1))
+            self._line(line.strip().encode("utf-8"))
+
+    def _line(self, line: bytes) -> None:
+        if not line:
+            return
+        self._out.write(line + b"\n")
+        if b'"error"' in line:
+            parsed = parse_result_line(line.decode("utf-8"))
+            if parsed.key is not None:
+                self.seen.add(parsed.key)
+                if parsed.retryable:
+                    self.retry.add(parsed.key)
+        else:
+            match = _KEY.search(line)
+            if match:
+                self.seen.add(match.group(1).decode("utf-8"))
 
 
 class JobDriver:
