@@ -150,6 +150,18 @@ def _load_npy(uri: str) -> np.ndarray:
         return np.load(path)
 
 
+def _load_sample(uris: Sequence[str], counts: Sequence[int], d: int) -> np.ndarray:
+    """The training sample, its parts (``counts`` rows each) read straight into one array:
+    never the parts and their concatenation at once."""
+    sample = np.empty((sum(counts), d), np.float32)
+    row = 0
+    for uri, rows in zip(uris, counts):
+        with fs.local_copy(uri, suffix=".npy") as path:
+            sample[row : row + rows] = np.load(path, mmap_mode="r")
+        row += rows
+    return sample
+
+
 def make_template(params: IndexParams, d: int, sample: np.ndarray, seed: int) -> faiss.Index:
     """Empty trained index: the coordinate system every shard shares."""
     index = faiss.index_factory(d, params.factory, faiss.METRIC_INNER_PRODUCT)
@@ -170,8 +182,9 @@ def train_template(
     parts = sorted(parts, key=lambda p: p.shard)
     d = plan.space.dimensionality
     t_load = time.perf_counter()
-    trains = [_load_npy(p.train_path) for p in parts if p.train_path]
-    sample = np.concatenate(trains) if trains else np.empty((0, d), np.float32)
+    trained_from = [p for p in parts if p.train_path]
+    sample = _load_sample([p.train_path for p in trained_from],
+                          [len(plan.train_rows[p.shard]) for p in trained_from], d)
     queries = np.concatenate([p.queries for p in parts]) if parts else np.empty((0, d), np.float32)
     gate_queries, gate_method = _gate_queries(queries, layout, d, config.seed)
     threads = config.faiss_threads or cores()
