@@ -19,9 +19,6 @@ import concurrent.futures
 import datetime as dt
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -33,6 +30,7 @@ import pyarrow.parquet as pq
 from bench_common import (
     REPO,
     cores,
+    start_emulator,
     interleaved_best,
     load_average,
     measure,
@@ -151,57 +149,52 @@ def bench_scaling(work: str, sets: list[ResultSet], d: int) -> None:
               "(the machine is shared: see its load above)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def register_results(sets: list[ResultSet], state_dir: str) -> list[str]:
+    """The result files as generated files of an emulator state folder, as the service would
+    hold them once the batch jobs are done; returns their ``files/…`` names."""
+    from pipeline.emulator.state import Store
+
+    store = Store(state_dir)
+    names = []
+    for rs in sets:
+        with open(rs.results[0][0], "rb") as fh:
+            store.add_file(f"batch-{rs.part_index:04d}", fh.read(), display_name=rs.request_name,
+                           mime_type="application/jsonl", source="GENERATED", now=time.time())
+        names.append(f"files/batch-{rs.part_index:04d}")
+    return names
+
+
+def succeeded_jobs(client, out: str, sets: list[ResultSet], names: list[str], workers: int = 8):
+    """A JobDriver over ``out`` whose ledger says every job SUCCEEDED with output ``names``."""
+    from pipeline.jobs import Capacity, JobDriver
+    from pipeline.ledger import Ledger, LedgerRecord
+    from pipeline.run_layout import RunPaths
+    from transforms.plan_requests import RequestFileInfo
+
+    paths = RunPaths(out, "bench")
+    ledger = Ledger(paths.ledger)
+    for rs, name in zip(sets, names):
+        ledger.create(LedgerRecord(rs.request_name, rs.request_name, "bench", state="SUCCEEDED",
+                                   job_name="batches/x", output_file=name))
+    infos = [RequestFileInfo(rs.request_name, "", rs.keys_path, 0, 0, 0, (), ()) for rs in sets]
+    return JobDriver(client, paths, infos, MODEL, Capacity(1, 1), download_workers=workers)
 
 
 def bench_download(work: str, sets: list[ResultSet]) -> None:
     """Serve the result files from an emulator process and download them three ways."""
     import httpx
 
-    from pipeline.emulator.state import Store
-    from pipeline.jobs import Capacity, JobDriver
-    from pipeline.ledger import Ledger, LedgerRecord
-    from pipeline.run_layout import RunPaths
     from transforms.gemini_client import BatchClient
-    from transforms.plan_requests import RequestFileInfo
 
     state = os.path.join(work, "emulator")
-    store = Store(state)
-    names = []
-    for rs in sets:
-        data = open(rs.results[0][0], "rb").read()
-        store.add_file(f"batch-{rs.part_index:04d}", data, display_name=rs.request_name,
-                       mime_type="application/jsonl", source="GENERATED", now=time.time())
-        names.append(f"files/batch-{rs.part_index:04d}")
+    names = register_results(sets, state)
     total = sum(os.path.getsize(rs.results[0][0]) for rs in sets)
-    port, key = _free_port(), "bench-key"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "emulator", "--port", str(port), "--api-key", key,
-         "--state-dir", state], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    server, base, key = start_emulator(state)
     try:
-        for _ in range(100):
-            try:
-                httpx.get(f"{base}/v1beta/models", headers={"x-goog-api-key": key}, timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
         print(f"\ndownloads: {len(sets)} result files, {total / MB:.0f} MB, from an emulator process")
         client = BatchClient.connect(base, key)
         for workers in (1, len(sets)):
-            out = os.path.join(work, f"dl-{workers}")
-            paths = RunPaths(out, "bench")
-            ledger = Ledger(paths.ledger)
-            infos = []
-            for rs, name in zip(sets, names):
-                info = RequestFileInfo(rs.request_name, "", rs.keys_path, 0, 0, 0, (), ())
-                infos.append(info)
-                ledger.create(LedgerRecord(rs.request_name, rs.request_name, "bench",
-                                           state="SUCCEEDED", job_name="batches/x", output_file=name))
-            driver = JobDriver(client, paths, infos, MODEL, Capacity(1, 1), download_workers=workers)
+            driver = succeeded_jobs(client, os.path.join(work, f"dl-{workers}"), sets, names, workers)
             wall, _ = measure(driver.download_finished)
             print(f"  embedpipe download_finished, {workers} at a time: {total / MB / wall:8.1f} MB/s "
                   "(streamed line by line into results/, keys scanned)")

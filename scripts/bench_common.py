@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import cProfile
 import json
+import multiprocessing as mp
 import os
 import pstats
 import resource
+import socket
 import subprocess
 import sys
+import threading
 import time
 from typing import Callable, Sequence
 
@@ -111,3 +114,69 @@ def print_breakdown(title: str, columns: dict[str, dict[str, float]]) -> None:
 def run_script(args: Sequence[str], timeout: float) -> int:
     """Run another benchmark script with this interpreter (used by ``bench_all``)."""
     return subprocess.run([sys.executable, *args], cwd=REPO, timeout=timeout).returncode
+
+
+def _status(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _child(queue, fn, args):
+    peak = {"anon": 0}
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak["anon"] = max(peak["anon"], _status("RssAnon"))
+            done.wait(0.02)
+
+    threading.Thread(target=sample, daemon=True).start()
+    cpu = cpu_seconds()
+    try:
+        result = fn(*args) or {}
+    except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
+        queue.put({"error": f"{type(exc).__name__}: {exc}"})
+        return
+    done.set()
+    queue.put({**result, "cpu": cpu_seconds() - cpu, "rss": _status("VmHWM"),
+               "anon": max(peak["anon"], _status("RssAnon"))})
+
+
+def in_fresh_process(fn: Callable, *args) -> dict:
+    """``fn(*args)`` (a dict or None) in a spawned process, plus its CPU seconds, peak RSS
+    (VmHWM) and peak anonymous memory (RssAnon sampled every 20 ms: file pages the kernel
+    can drop, such as memory-mapped index lists, are left out)."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue, fn, args))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    if "error" in result:
+        raise RuntimeError(f"{fn.__name__} failed: {result['error']}")
+    return result
+
+
+def start_emulator(state_dir: str) -> tuple[subprocess.Popen, str, str]:
+    """``embedpipe emulator`` in its own process over ``state_dir``: (process, URL, key)."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    key = "bench-key"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "emulator", "--port", str(port),
+                             "--api-key", key, "--state-dir", state_dir], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            httpx.get(f"{base}/v1beta/models", headers={"x-goog-api-key": key}, timeout=1)
+            return proc, base, key
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.terminate()
+    raise RuntimeError("the emulator did not start")

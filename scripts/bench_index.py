@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import multiprocessing as mp
 import os
 import shutil
 import tempfile
@@ -25,7 +24,7 @@ import time
 
 import numpy as np
 
-from bench_common import cpu_seconds, load_average, row, save_rows
+from bench_common import in_fresh_process, load_average, row, save_rows
 from transforms.index.params import IndexConfig, choose_params, human_size
 
 MB = 1 << 20
@@ -51,8 +50,6 @@ def single_build(run: str, factory: str, sample_size: int, seed: int, out: str) 
     import pyarrow.parquet as pq
 
     from transforms.index.plan import draw_rows, global_ids
-    from transforms.index.report import peak_rss_bytes
-
     faiss.omp_set_num_threads(len(os.sched_getaffinity(0)))
     t0 = time.perf_counter()
     parts = sorted(os.listdir(os.path.join(run, "embeddings")))
@@ -78,34 +75,7 @@ def single_build(run: str, factory: str, sample_size: int, seed: int, out: str) 
     faiss.write_index(index, out)
     t_end = time.perf_counter()
     return {"seconds": t_end - t0, "read": t_read - t0, "train": t_train - t_read,
-            "add": t_add - t_train, "write": t_end - t_add, "peak_rss": peak_rss_bytes()}
-
-
-def _child(queue, fn, args):
-    from transforms.index.report import peak_rss_bytes
-
-    cpu = cpu_seconds()
-    try:
-        result = fn(*args)
-    except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
-        queue.put({"error": f"{type(exc).__name__}: {exc}"})
-        return
-    result["cpu"] = cpu_seconds() - cpu
-    result.setdefault("peak_rss", peak_rss_bytes())
-    queue.put(result)
-
-
-def in_fresh_process(fn, *args) -> dict:
-    """Run ``fn`` in a spawned process so its peak RSS is its own (and no forked OpenMP)."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, fn, args))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    if "error" in result:
-        raise RuntimeError(f"{fn.__name__} failed: {result['error']}")
-    return result
+            "add": t_add - t_train, "write": t_end - t_add}
 
 
 def identical_results(run: str, single_path: str, x: np.ndarray) -> bool:
@@ -243,7 +213,7 @@ def main() -> None:
               f"{report['train_sample_size']:,}  imbalance {report['imbalance_factor']}")
         print("build                 wall s    CPU s   peak RSS   phases (wall s)")
         print(f"Beam sharded ({args.workers}w)   {beam['seconds']:7.1f}  {beam['cpu']:7.1f}   "
-              f"{human_size(beam['peak_rss']):>8}   sample {t['sample']:.1f}, train {t['train']:.1f}, "
+              f"{human_size(beam['rss']):>8}   sample {t['sample']:.1f}, train {t['train']:.1f}, "
               f"add {t['add']:.1f} (slowest shard {t['add_slowest_shard']:.1f}), merge "
               f"{t['merge']:.1f}, recall {t['recall']:.1f}")
         if not args.no_single:
@@ -251,7 +221,7 @@ def main() -> None:
             single = in_fresh_process(single_build, run, report["factory"],
                                       report["train_sample_size"], config.seed, single_path)
             print(f"single process        {single['seconds']:7.1f}  {single['cpu']:7.1f}   "
-                  f"{human_size(single['peak_rss']):>8}   read {single['read']:.1f}, train "
+                  f"{human_size(single['rss']):>8}   read {single['read']:.1f}, train "
                   f"{single['train']:.1f}, add {single['add']:.1f}, write {single['write']:.1f}")
             wall, cpu = beam["seconds"] / single["seconds"], beam["cpu"] / single["cpu"]
             same = identical_results(run, single_path, x)
@@ -266,7 +236,7 @@ def main() -> None:
             gate = {p["nprobe"]: p["recall_at_10"] for p in report["recall"]["sweep"]}
             chosen = report["chosen_nprobe"]
             rows.append(row(f"index_build_{args.n // 1000}k_runs_to_the_end", beam["seconds"], None,
-                            None, f"finishes; peak RSS {human_size(beam['peak_rss'])}; recall@10 "
+                            None, f"finishes; peak RSS {human_size(beam['rss'])}; recall@10 "
                             f"{gate.get(chosen, 0):.3f} at nprobe {chosen}",
                             chosen is not None, args.n))
         searcher = IndexSearcher.open(os.path.join(run, "index"))

@@ -13,61 +13,15 @@ training sample capped, and the default in-RAM layout is printed beside it.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 
-from bench_common import REPO, load_average, row, save_rows
+from bench_common import REPO, in_fresh_process, load_average, row, save_rows, start_emulator
 from transforms.index.params import human_size
 
 GOAL = 1.3
-
-
-def _status(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _child(queue, fn, args):
-    peak = {"anon": 0}
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak["anon"] = max(peak["anon"], _status("RssAnon"))
-            done.wait(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        fn(*args)
-    except Exception as exc:  # noqa: BLE001 - handed to the parent
-        queue.put({"error": f"{type(exc).__name__}: {exc}"})
-        return
-    done.set()
-    sampler.join()
-    queue.put({"rss": _status("VmHWM"), "anon": max(peak["anon"], _status("RssAnon"))})
-
-
-def measured(fn, *args) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, fn, args))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    if "error" in result:
-        raise RuntimeError(f"{fn.__name__} failed: {result['error']}")
-    return result
 
 
 # -- the stages, as the pipeline runs them -------------------------------------------------
@@ -82,28 +36,20 @@ def prepare_stage(corpus: str, out: str) -> None:
 
 def collect_stage(work: str, files: int, base_url: str, key: str, out: str) -> None:
     """Download every result file from the emulator process, then parse, join and write."""
-    from bench_collect import MODEL
+    from bench_collect import succeeded_jobs
     from pipeline import graph
     from pipeline.config import load_settings
-    from pipeline.jobs import Capacity, JobDriver
-    from pipeline.ledger import Ledger, LedgerRecord
     from pipeline.run_layout import RunPaths
     from transforms.gemini_client import BatchClient
-    from transforms.plan_requests import RequestFileInfo
     from transforms.write_embeddings import ResultSet
 
-    paths = RunPaths(out, "mem")
-    ledger = Ledger(paths.ledger)
-    infos, sets = [], []
-    for f in range(files):
-        name = f"req-{f:05d}-000"
-        keys = os.path.join(work, "requests", f"{name}.keys.parquet")
-        infos.append(RequestFileInfo(name, "", keys, 0, 0, 0, (), ()))
-        ledger.create(LedgerRecord(name, name, "bench", state="SUCCEEDED", job_name="batches/x",
-                                   output_file=f"files/batch-{f:04d}"))
-        sets.append(ResultSet(f, files, name, keys,
-                              ((os.path.join(paths.results, f"{name}.jsonl"), "batches/x"),)))
-    JobDriver(BatchClient.connect(base_url, key), paths, infos, MODEL, Capacity(1, 1)).download_finished()
+    paths = RunPaths(out, "bench")
+    names = [f"req-{f:05d}-000" for f in range(files)]
+    sets = [ResultSet(f, files, name, os.path.join(work, "requests", f"{name}.keys.parquet"),
+                      ((os.path.join(paths.results, f"{name}.jsonl"), "batches/x"),))
+            for f, name in enumerate(names)]
+    outputs = [f"files/batch-{f:04d}" for f in range(files)]
+    succeeded_jobs(BatchClient.connect(base_url, key), out, sets, outputs).download_finished()
     settings = load_settings(os.path.join(REPO, "configs", "local.yaml"), sources=[], output=out)
     graph.run_write(settings, paths, sets)
 
@@ -121,37 +67,14 @@ def index_stage(run: str, merge: str, train_sample_max: int | None) -> None:
 
 
 # -- fixtures --------------------------------------------------------------------------------
-def start_emulator(state: str) -> tuple[subprocess.Popen, str, str]:
-    import httpx
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    key = "bench-key"
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "emulator", "--port", str(port),
-                             "--api-key", key, "--state-dir", state], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            httpx.get(f"{base}/v1beta/models", headers={"x-goog-api-key": key}, timeout=1)
-            return proc, base, key
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("the emulator did not start")
-
-
 def collect_fixture(work: str, files: int, lines: int) -> str:
-    from bench_collect import write_fixture
-    from pipeline.emulator.state import Store
+    """Key lists under ``work``; the result files only in an emulator state folder."""
+    from bench_collect import register_results, write_fixture
 
     sets = write_fixture(work, files, lines, 768)
     state = os.path.join(work, "emulator")
-    store = Store(state)
+    register_results(sets, state)
     for rs in sets:
-        with open(rs.results[0][0], "rb") as fh:
-            store.add_file(f"batch-{rs.part_index:04d}", fh.read(), display_name=rs.request_name,
-                           mime_type="application/jsonl", source="GENERATED", now=time.time())
         os.remove(rs.results[0][0])
     return state
 
@@ -183,7 +106,7 @@ def main() -> None:
         for scale in (1, 10):
             corpus = os.path.join(work, f"corpus-{scale}")
             make_corpus(corpus, args.docs * scale)
-            runs[scale] = measured(prepare_stage, corpus, os.path.join(work, f"prep-{scale}"))
+            runs[scale] = in_fresh_process(prepare_stage, corpus, os.path.join(work, f"prep-{scale}"))
             shutil.rmtree(corpus)
         ratios["prepare"] = report(f"prepare ({args.docs:,} / {10 * args.docs:,} docs)",
                                    runs[1], runs[10], args.docs)
@@ -193,7 +116,7 @@ def main() -> None:
             state = collect_fixture(fixture, args.result_files * scale, 10_000)
             server, base, key = start_emulator(state)
             try:
-                runs[scale] = measured(collect_stage, fixture, args.result_files * scale, base, key,
+                runs[scale] = in_fresh_process(collect_stage, fixture, args.result_files * scale, base, key,
                                        os.path.join(work, f"coll-{scale}"))
             finally:
                 server.terminate()
@@ -214,7 +137,7 @@ def main() -> None:
         sample_cap = 64 * 512  # the training sample of N's own nlist, held at 10·N
         layouts = {}
         for merge, cap in (("ondisk", sample_cap), ("ram", None)):
-            runs = {scale: measured(index_stage, paths[scale], merge, cap) for scale in (1, 10)}
+            runs = {scale: in_fresh_process(index_stage, paths[scale], merge, cap) for scale in (1, 10)}
             label = (f"index ondisk, sample <= {sample_cap:,}" if merge == "ondisk"
                      else "index ram (default: the index is in RAM)")
             layouts[merge] = report(f"{label}", runs[1], runs[10], args.vectors)

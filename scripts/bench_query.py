@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import shutil
 import subprocess
@@ -24,8 +23,7 @@ import time
 
 import numpy as np
 
-from bench_common import REPO, load_average, row, save_rows
-from bench_memory import measured
+from bench_common import REPO, in_fresh_process, load_average, row, save_rows
 from transforms.index.params import human_size
 
 LOCAL = os.path.join(REPO, "configs", "local.yaml")
@@ -55,12 +53,6 @@ def serve(index_dir: str, queries_path: str) -> dict:
             "nprobe": searcher.nprobe}
 
 
-def _serve_measured(index_dir: str, queries_path: str, out_path: str) -> None:
-    """``serve`` in the process ``bench_memory.measured`` watches; figures go to a file."""
-    with open(out_path, "w") as fh:
-        json.dump(serve(index_dir, queries_path), fh)
-
-
 def bench_layouts(work: str, n: int) -> dict:
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -79,13 +71,10 @@ def bench_layouts(work: str, n: int) -> dict:
         run = os.path.join(work, f"run-{merge}")
         write_shards(run, x, max(1, n // 20_000))
         build_index(run, IndexConfig(merge=merge), PipelineOptions(["--runner=FnApiRunner"]))
-        result_path = os.path.join(work, f"serve-{merge}.json")
-        memory = measured(_serve_measured, os.path.join(run, "index"), queries_path, result_path)
-        with open(result_path) as fh:
-            r = json.load(fh)
-        out[merge] = {**r, **memory}
+        r = in_fresh_process(serve, os.path.join(run, "index"), queries_path)
+        out[merge] = r
         print(f"  {merge:8} {r['cold']:12.3f} {r['qps']:10,.0f} {r['single_ms']:10.3f} {r['nprobe']:6d} "
-              f"{human_size(memory['rss']):>9} {human_size(memory['anon']):>9}")
+              f"{human_size(r['rss']):>9} {human_size(r['anon']):>9}")
     return out
 
 
@@ -148,5 +137,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    mp.set_start_method("spawn", force=True)
     main()

@@ -16,14 +16,8 @@ from transforms.index import IndexConfig, build_index
 from transforms.index.recall import query_like
 from transforms.index.synthetic import gaussian_mixture, write_shards
 
-REPO = Path(__file__).resolve().parents[1]
-LOCAL = str(REPO / "configs" / "local.yaml")
-DOCS = {
-    "volcanoes.txt": "Volcanoes erupt when magma rises through the crust, releasing lava, ash and gas.",
-    "bees.txt": "Honeybee colonies rely on a queen, thousands of workers and drones that mate.",
-    "chess.txt": "The Sicilian Defence is a sharp chess opening that answers e4 with c5.",
-    "tea.txt": "Tea bushes grow on misty hillsides; leaves are withered, rolled and oxidised.",
-}
+from test_e2e_text import DOCS, LOCAL
+
 QUERIES = ["magma and lava", "", "queen bee workers", "   ", "chess opening e4", "green tea leaves"]
 
 
