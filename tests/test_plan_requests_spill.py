@@ -93,3 +93,20 @@ def test_pipelines_planning_the_same_run_at_once_all_succeed(tmp_path):
     _reference(_chunks(n), str(tmp_path / "ref"))
     assert _contents(requests) == _contents(str(tmp_path / "ref"))
     assert os.listdir(tmp_path / "run") == ["requests"]
+
+
+def test_spill_on_a_remote_filesystem_gives_the_same_files(tmp_path):
+    """gs://-like storage (no directories, no local paths): the spill is read back in file
+    order into a local temp file, then in key order; the request files are the same."""
+    from test_index_remote import ROOT  # registers the fakegcs:// Beam FileSystem
+
+    ROOT["dir"] = str(tmp_path / "gcs")
+    try:
+        chunks = _chunks(200)
+        _run(chunks, "fakegcs://bucket/run/requests")
+        _reference(chunks, str(tmp_path / "ref"))
+        run = tmp_path / "gcs" / "bucket" / "run"
+        assert _contents(str(run / "requests")) == _contents(str(tmp_path / "ref"))
+        assert not [f for spill in run.glob(".plan-spill-*") for f in spill.iterdir()]
+    finally:
+        ROOT["dir"] = None

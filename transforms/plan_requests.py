@@ -26,6 +26,7 @@ import mimetypes
 import os
 import pickle
 import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -404,8 +405,7 @@ class SpillReader:
         self._dir = spill_dir
         self._open: collections.OrderedDict = collections.OrderedDict()
 
-    def planned(self, ref: LineRef) -> PlannedLine:
-        _, name, offset, length, _, _ = ref
+    def record(self, name: str, offset: int, length: int) -> bytes:
         fh = self._open.pop(name, None)
         if fh is None:
             if len(self._open) >= _OPEN_SPILLS:
@@ -415,11 +415,43 @@ class SpillReader:
                   else open(uri, "rb"))
         self._open[name] = fh
         fh.seek(offset)
-        return planned_from_record(fh.read(length))
+        return fh.read(length)
+
+    def planned(self, ref: LineRef) -> PlannedLine:
+        _, name, offset, length, _, _ = ref
+        return planned_from_record(self.record(name, offset, length))
 
     def close(self) -> None:
         while self._open:
             self._open.popitem()[1].close()
+
+
+@contextlib.contextmanager
+def spilled_lines(spill_dir: str, refs: list[LineRef]) -> Iterator:
+    """A reader ``ref → PlannedLine`` over ``refs`` (one bucket's), for reading in key order.
+
+    Local spill files are read where they are. Remote ones (gs://) are first copied in
+    file-and-offset order (forward reads, no per-line request) into one local temp file,
+    which is then read in key order."""
+    reader = SpillReader(spill_dir)
+    try:
+        if not fs.is_remote(spill_dir):
+            yield reader.planned
+            return
+        with tempfile.TemporaryFile() as local:
+            at: dict[tuple[str, int], tuple[int, int]] = {}
+            for _, name, offset, length, _, _ in sorted(refs, key=lambda r: (r[1], r[2])):
+                at[name, offset] = (local.tell(), length)
+                local.write(reader.record(name, offset, length))
+
+            def planned(ref: LineRef) -> PlannedLine:
+                position, length = at[ref[1], ref[2]]
+                local.seek(position)
+                return planned_from_record(local.read(length))
+
+            yield planned
+    finally:
+        reader.close()
 
 
 class WriteRequestFilesDoFn(beam.DoFn):
@@ -434,23 +466,22 @@ class WriteRequestFilesDoFn(beam.DoFn):
     def process(self, element):
         bucket, batches = element
         refs = sorted(ref for batch in batches for ref in batch.refs())
-        reader = SpillReader(self._spill)
-        try:
+        with spilled_lines(self._spill, refs) as planned:
             for sub, group in enumerate(cut_files(refs, self._sizing, lambda r: r[4], lambda r: r[5])):
                 yield write_request_file(
-                    map(reader.planned, group), self._dir, f"req-{bucket:05d}-{sub:03d}"
+                    map(planned, group), self._dir, f"req-{bucket:05d}-{sub:03d}"
                 )
-        finally:
-            reader.close()
 
 
 def remove_spill(spill_dir: str) -> None:
     """Drop this pipeline's spilled lines once every request file is written (with any
     left by a retried bundle)."""
-    if fs.is_remote(spill_dir):
-        FileSystems.delete([spill_dir.rstrip("/") + "/"])
-    elif os.path.isdir(spill_dir):
-        shutil.rmtree(spill_dir)
+    if not fs.is_remote(spill_dir):
+        shutil.rmtree(spill_dir, ignore_errors=True)
+        return
+    files = [path for path, _ in fs.match(fs.join(spill_dir, "*"))]
+    if files:
+        FileSystems.delete(files)
 
 
 def _sum3(items: Iterable[tuple[int, int, int]]) -> tuple[int, int, int]:
