@@ -146,13 +146,22 @@ def cmd_index(args, beam_args) -> int:
 
 
 def cmd_query(args, beam_args) -> int:
+    """Without --run: the index ``serving.json`` names (see ``embedpipe migrate``), else
+    the run ``current.json`` names."""
+    from pipeline.migrate.serving import read_serving, serving_context
     from pipeline.query import query_run
 
-    current = RunPaths(args.output, "-").current
-    if args.run_id is None and fs.exists(current):
-        args.run_id = read_json(current)["run_id"]
-    ctx = _existing_context(args, beam_args)
-    hits = query_run(ctx, text=args.text, image=args.image, file=args.file, k=args.k)
+    serving = read_serving(args.output) if args.run_id is None else None
+    convention = None
+    if serving is not None:
+        ctx, convention = serving_context(serving, beam_args)
+    else:
+        current = RunPaths(args.output, "-").current
+        if args.run_id is None and fs.exists(current):
+            args.run_id = read_json(current)["run_id"]
+        ctx = _existing_context(args, beam_args)
+    hits = query_run(ctx, text=args.text, image=args.image, file=args.file, k=args.k,
+                     convention=convention)
     if args.json:
         print(json.dumps(hits, indent=2))
     else:
@@ -162,6 +171,12 @@ def cmd_query(args, beam_args) -> int:
                 f"[{hit['unit']} {hit['start']:g}-{hit['end']:g}]"
             )
     return EXIT_OK
+
+
+def cmd_migrate(args, beam_args) -> int:
+    from pipeline.migrate.commands import dispatch as migrate
+
+    return migrate(args, beam_args)
 
 
 def cmd_emulator(args, beam_args) -> int:
@@ -187,6 +202,7 @@ COMMANDS = {
     "index": cmd_index,
     "redrive": cmd_redrive,
     "query": cmd_query,
+    "migrate": cmd_migrate,
     "emulator": cmd_emulator,
 }
 
