@@ -47,7 +47,6 @@ from transforms.list_sources import expand_pattern
 from transforms.prompts import TASK_TYPES
 from transforms.tabular import iter_dict_rows, iter_parquet, table_format
 from transforms.types import DeadLetter
-from transforms.write_embeddings import normalize_rows
 
 BATCH_ROWS = 8192
 ROWS_PER_PART = 200_000
@@ -106,7 +105,7 @@ class RowBatch:
     task_type: list
     source_uri: list
     source: list
-    vectors: np.ndarray  # (n, D) float64; rows with a shape problem hold zeros
+    vectors: np.ndarray  # (n, D) float32; rows with a shape problem hold zeros
     problems: list  # per row: None or (error_class, message) found while reading
 
 
@@ -161,21 +160,26 @@ def _column(batch: pa.RecordBatch, name: str | None) -> list:
 
 
 def arrow_vectors(column: pa.Array | None, n: int, dims: int) -> tuple[np.ndarray, list]:
-    """(n, dims) float64 vectors of a list column and a per-row shape problem (or None)."""
-    vectors = np.zeros((n, dims))
+    """(n, dims) float32 vectors of a list column and a per-row shape problem (or None).
+
+    When every row holds exactly ``dims`` values (the normal case) the values buffer is
+    reshaped as is; otherwise the good rows are gathered by their offsets."""
     if column is None:
-        return vectors, [("missing_embedding", "no embedding column")] * n
+        return np.zeros((n, dims), np.float32), [("missing_embedding", "no embedding column")] * n
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
-    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
-            or pa.types.is_fixed_size_list(column.type)):
-        return vectors, [("not_numbers", f"embedding is {column.type}, not a list of numbers")] * n
-    if not (pa.types.is_floating(column.type.value_type) or pa.types.is_integer(column.type.value_type)):
-        return vectors, [("not_numbers", f"embedding holds {column.type.value_type}, not numbers")] * n
+    kind = column.type
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)):
+        return np.zeros((n, dims), np.float32), [("not_numbers", f"embedding is {kind}, not a list of numbers")] * n
+    if not (pa.types.is_floating(kind.value_type) or pa.types.is_integer(kind.value_type)):
+        return np.zeros((n, dims), np.float32), [("not_numbers", f"embedding holds {kind.value_type}, not numbers")] * n
     lengths = pc.list_value_length(column).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    values = pc.cast(column.flatten(), pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
-    starts = np.concatenate([[0], np.cumsum(np.maximum(lengths, 0))[:-1]])
+    values = pc.cast(column.flatten(), pa.float32()).fill_null(np.nan).to_numpy(zero_copy_only=False)
     ok = lengths == dims
+    if ok.all():
+        return values.reshape(n, dims), [None] * n
+    vectors = np.zeros((n, dims), np.float32)
+    starts = np.concatenate([[0], np.cumsum(np.maximum(lengths, 0))[:-1]])
     if ok.any():
         vectors[ok] = values[starts[ok, None] + np.arange(dims)]
     problems = [
@@ -214,7 +218,7 @@ def _dict_vector(value, dims: int) -> tuple[np.ndarray | None, tuple | None]:
 
 def _from_dicts(rows: list, first: int, file: LegacyFile, cols: LegacyColumns, dims: int) -> RowBatch:
     n = len(rows)
-    vectors = np.zeros((n, dims))
+    vectors = np.zeros((n, dims), np.float32)
     problems: list = [None] * n
     fields: dict[str, list] = {k: [None] * n for k in ("id", "text", "title", "task_type", "source_uri", "source")}
     for i, (number, row) in enumerate(rows):
@@ -303,8 +307,8 @@ class ImportTally:
 def validate_batch(batch: RowBatch, seen: set, migration: Migration, tally: ImportTally):
     """(good row indexes, normalised vectors of those rows, dead letters) of one batch."""
     settings = migration.settings
-    norms = np.linalg.norm(batch.vectors, axis=1)
-    finite = np.isfinite(batch.vectors).all(axis=1)
+    norms = np.sqrt(np.einsum("ij,ij->i", batch.vectors, batch.vectors, dtype=np.float64))
+    finite = np.isfinite(norms)  # a NaN or infinite component makes the norm so
     good: list[int] = []
     dead: list[DeadLetter] = []
     for i in range(len(batch.ids)):
@@ -335,7 +339,8 @@ def validate_batch(batch: RowBatch, seen: set, migration: Migration, tally: Impo
         seen.add(legacy_id)
         tally.task_types[task] += 1
         good.append(i)
-    vectors, _ = normalize_rows(batch.vectors[good])
+    keep = slice(None) if len(good) == len(batch.ids) else good  # a slice does not copy
+    vectors = batch.vectors[keep] / norms[keep, None].astype(np.float32)
     tally.renormalised += int(np.sum(np.abs(norms[good] - 1.0) > NORM_TOLERANCE))
     tally.rows += len(batch.ids)
     tally.imported += len(good)
@@ -411,7 +416,10 @@ class PartWriter:
             if self._open is None:
                 path = fs.join(self.directory, f"part-{self.parts:05d}.parquet")
                 handle = fs.open_write(path)
-                self._open = (handle, pq.ParquetWriter(handle.__enter__(), self.schema))
+                # dictionary-encoding float vectors is wasted work: they never repeat
+                dictionary = [n for n in self.schema.names if n != "embedding"]
+                self._open = (handle, pq.ParquetWriter(handle.__enter__(), self.schema,
+                                                       use_dictionary=dictionary))
                 self.parts += 1
             take = min(self.max_rows - self._rows, table.num_rows - offset)
             self._open[1].write_table(table.slice(offset, take).cast(self.schema))
