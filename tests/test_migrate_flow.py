@@ -4,10 +4,13 @@ and proof from the emulator's books that no step ever pays twice."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from migrate_helpers import (  # noqa: F401 (fixtures)
     CORPUS,
@@ -173,3 +176,36 @@ def test_forced_cutover_is_recorded_and_unlabelled_queries_gate_on_overlap(
     code, stale = migrate(capsys, "cutover", "--output", out)
     assert code == 2
     assert not next(c for c in stale["gate"]["checks"] if c["check"] == "evaluated_latest_run")["passed"]
+
+
+def test_rows_given_by_source_uri_go_through_the_normal_chunkers(
+        tmp_path, capsys, emulator, legacy_vectors, api_key):
+    """001 could embed only text; a row pointing at an image now enters the index as an image."""
+
+    rows, vectors = legacy_vectors
+    image = tmp_path / "media" / "red-square.png"
+    image.parent.mkdir()
+    Image.new("RGB", (64, 64), (220, 20, 20)).save(image)
+    records = [{"id": r["id"], "text": r["text"], "title": r["title"], "task_type": r["task_type"],
+                "embedding": [float(x) for x in v], "source_uri": None} for r, v in zip(rows[:6], vectors[:6])]
+    records.append({**records[0], "id": "img-1", "text": None, "title": None,
+                    "source_uri": str(image.relative_to(tmp_path))})  # relative, as exports often are
+    store = tmp_path / "legacy.parquet"
+    pq.write_table(pa.Table.from_pylist(records), store)
+    out = tmp_path / "out"
+    config = write_config(tmp_path / "m.yaml", emulator[1])
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert migrate(capsys, "import", "--config", config, "--legacy", store, "--output", out)[0] == 0
+    finally:
+        os.chdir(cwd)
+    code, plan = migrate(capsys, "plan", "--output", out)
+    assert code == 0 and plan["full"]["all"]["chunks_by_modality"] == {"records": 6, "image": 1}
+    code, ran = migrate(capsys, "run", "--output", out)
+    assert code == 0 and ran["coverage"] == 1.0
+    assert ran["tokens"]["billed"] == plan["full"]["all"]["tokens_total"]
+    assert ran["tokens"]["billed_by_modality"]["image"] == plan["full"]["all"]["tokens_by_modality"]["image"]
+    mapped = {r["legacy_id"]: r for r in pq.read_table(ran["legacy_ids"]).to_pylist()}
+    assert mapped["img-1"]["group"] == str(image) and len(mapped) == 7
+

@@ -12,6 +12,7 @@ from pipeline.config import ConfigError
 from pipeline.migrate import metrics
 from pipeline.migrate.config import GateSettings, TaskTypeMap, load_task_types
 from pipeline.migrate.cutover import gate_check
+from pipeline.migrate.evaluate import read_queries
 from pipeline.migrate.sample import record_rows, select_units
 from transforms.chunk_records import record_chunk
 from transforms.prompts import TASK_TYPES, QueryConvention
@@ -156,3 +157,15 @@ def test_gate(report, latest, passed, basis, failing):
 
 def test_no_report_never_passes_the_gate():
     assert not gate_check(None, GateSettings(), "r1")["passed"]
+
+
+def test_a_bad_query_line_is_reported_and_the_others_are_used(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"query": "glaciers"}\n\nnot json\n{"query": " "}\n'
+                    '{"query": "bees", "relevant_ids": "b-1"}\n{"query": "tides", "relevant_ids": [7, "t-1"]}\n')
+    queries, problems = read_queries(str(path))
+    assert [(q.line, q.text, q.relevant) for q in queries] == [(1, "glaciers", None), (6, "tides", ("7", "t-1"))]
+    assert [p["line"] for p in problems] == [3, 4, 5]
+    path.write_text("not json\n")
+    with pytest.raises(ConfigError, match="no usable query lines"):
+        read_queries(str(path))

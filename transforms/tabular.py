@@ -28,11 +28,6 @@ def table_format(uri: str) -> str | None:
     return FORMATS.get(os.path.splitext(uri.rsplit("/", 1)[-1].lower())[1])
 
 
-def parquet_columns(uri: str) -> list[str]:
-    with open_parquet(uri) as pf:
-        return list(pf.schema_arrow.names)
-
-
 def iter_parquet(uri: str, columns: Sequence[str], batch_rows: int = 8192) -> Iterator[pa.RecordBatch]:
     """Record batches of the named columns that exist in the file, in file order."""
     with open_parquet(uri) as pf:

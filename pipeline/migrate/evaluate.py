@@ -47,6 +47,7 @@ from transforms import fs
 from transforms.index.layout import IndexLayout
 from transforms.index.search import IndexSearcher
 from transforms.prompts import QueryConvention
+from transforms.tabular import iter_dict_rows
 from transforms.tokens import estimate_text_tokens
 from transforms.write_embeddings import normalize_rows
 
@@ -64,27 +65,19 @@ class Query:
 def read_queries(uri: str) -> tuple[list[Query], list[dict]]:
     """(queries, problems): a line without a non-empty ``query`` string is reported, not fatal."""
     queries, problems = [], []
-    try:
-        lines = list(fs.iter_lines(uri))
-    except (OSError, FileNotFoundError) as exc:
-        raise ConfigError(f"--queries: cannot read {uri}: {exc}") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            problems.append({"line": number, "error": f"not JSON: {exc}"})
-            continue
+    if not fs.exists(uri):
+        raise ConfigError(f"--queries: {uri} does not exist")
+    for number, row in iter_dict_rows(uri, "jsonl"):
         text = row.get("query") if isinstance(row, dict) else None
-        if not isinstance(text, str) or not text.strip():
+        relevant = row.get("relevant_ids") if isinstance(row, dict) else None
+        if isinstance(row, str):
+            problems.append({"line": number, "error": row})
+        elif not isinstance(text, str) or not text.strip():
             problems.append({"line": number, "error": "no non-empty \"query\" string"})
-            continue
-        relevant = row.get("relevant_ids")
-        if relevant is not None and not isinstance(relevant, list):
+        elif relevant is not None and not isinstance(relevant, list):
             problems.append({"line": number, "error": "\"relevant_ids\" is not a list"})
-            continue
-        queries.append(Query(number, text, None if relevant is None else tuple(str(r) for r in relevant)))
+        else:
+            queries.append(Query(number, text, None if relevant is None else tuple(str(r) for r in relevant)))
     if not queries:
         raise ConfigError(f"--queries {uri}: no usable query lines ({len(problems)} bad)")
     return queries, problems
@@ -180,7 +173,7 @@ def legacy_scope_index(paths: MigrationPaths, state: dict, covered: set[str], be
     if len(covered) >= state["legacy"]["imported"]:
         return legacy.index, "full"
     digest = hashlib.sha256("\n".join(sorted(covered)).encode()).hexdigest()[:16]
-    sub = RunPaths(paths.legacy_subset_output(), f"subset-{digest}")
+    sub = RunPaths(paths.legacy_subset_output, f"subset-{digest}")
     if fs.exists(IndexLayout(sub.index).report):
         return sub.index, "subset"
     base = load_run(legacy)

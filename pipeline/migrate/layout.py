@@ -62,6 +62,7 @@ class MigrationPaths:
     def evaluation(self, run_id: str) -> str:
         return self._sub("evaluation", run_id)
 
+    @property
     def legacy_subset_output(self) -> str:
         return self._sub("evaluation", "legacy-subset")
 

@@ -27,7 +27,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -97,7 +97,7 @@ class LegacySource:
 class RowBatch:
     """One batch of legacy rows in a common shape, whatever the file format."""
 
-    first_row: int
+    numbers: Sequence[int]  # 1-based row (or line) number of each row in its file
     file: LegacyFile
     ids: list
     text: list
@@ -195,8 +195,8 @@ def _from_arrow(batch: pa.RecordBatch, first: int, file: LegacyFile, cols: Legac
                 dims: int) -> RowBatch:
     emb = batch.column(cols.embedding) if cols.embedding in batch.schema.names else None
     vectors, problems = arrow_vectors(emb, batch.num_rows, dims)
-    return RowBatch(first, file, _column(batch, cols.id), _column(batch, cols.text),
-                    _column(batch, cols.title), _column(batch, cols.task_type),
+    return RowBatch(range(first, first + batch.num_rows), file, _column(batch, cols.id),
+                    _column(batch, cols.text), _column(batch, cols.title), _column(batch, cols.task_type),
                     _column(batch, cols.source_uri), _column(batch, cols.source), vectors, problems)
 
 
@@ -216,7 +216,7 @@ def _dict_vector(value, dims: int) -> tuple[np.ndarray | None, tuple | None]:
     return vec, None
 
 
-def _from_dicts(rows: list, first: int, file: LegacyFile, cols: LegacyColumns, dims: int) -> RowBatch:
+def _from_dicts(rows: list, file: LegacyFile, cols: LegacyColumns, dims: int) -> RowBatch:
     n = len(rows)
     vectors = np.zeros((n, dims), np.float32)
     problems: list = [None] * n
@@ -233,8 +233,8 @@ def _from_dicts(rows: list, first: int, file: LegacyFile, cols: LegacyColumns, d
             problems[i] = problem
         else:
             vectors[i] = vec
-    return RowBatch(first, file, fields["id"], fields["text"], fields["title"], fields["task_type"],
-                    fields["source_uri"], fields["source"], vectors, problems)
+    return RowBatch([number for number, _ in rows], file, fields["id"], fields["text"], fields["title"],
+                    fields["task_type"], fields["source_uri"], fields["source"], vectors, problems)
 
 
 def _read_columns(cols: LegacyColumns) -> list[str]:
@@ -256,10 +256,10 @@ def iter_row_batches(source: LegacySource, dims: int) -> Iterator[RowBatch]:
         for number, row in iter_dict_rows(file.uri, file.format):
             pending.append((number, row))
             if len(pending) == BATCH_ROWS:
-                yield _from_dicts(pending, pending[0][0], file, cols, dims)
+                yield _from_dicts(pending, file, cols, dims)
                 pending = []
         if pending:
-            yield _from_dicts(pending, pending[0][0], file, cols, dims)
+            yield _from_dicts(pending, file, cols, dims)
 
 
 def infer_dimensionality(source: LegacySource) -> int:
@@ -288,6 +288,11 @@ def infer_dimensionality(source: LegacySource) -> int:
 
 
 # -- validating ------------------------------------------------------------------------------
+def task_type_of(value, default: str) -> str:
+    """A row's 001 task type; exports write enum names in either case (``retrieval_document``)."""
+    return str(value).strip().upper() if value not in (None, "") else default
+
+
 def _text(value) -> str | None:
     if value is None:
         return None
@@ -314,7 +319,7 @@ def validate_batch(batch: RowBatch, seen: set, migration: Migration, tally: Impo
     for i in range(len(batch.ids)):
         raw_id = batch.ids[i]
         legacy_id = None if raw_id is None or str(raw_id) == "" else str(raw_id)
-        task = batch.task_type[i] or settings.default_task_type
+        task = task_type_of(batch.task_type[i], settings.default_task_type)
         problem = batch.problems[i]
         if problem is None and legacy_id is None:
             problem = ("missing_id", f"no value in column {migration.settings.columns.id!r}")
@@ -331,7 +336,7 @@ def validate_batch(batch: RowBatch, seen: set, migration: Migration, tally: Impo
         if problem is not None:
             tally.dead[problem[0]] += 1
             dead.append(DeadLetter(
-                source_uri=f"{batch.file.uri}#row={batch.first_row + i}", stage="import",
+                source_uri=f"{batch.file.uri}#row={batch.numbers[i]}", stage="import",
                 error_class=problem[0], message=problem[1], chunk_id=legacy_id,
                 source_generation=batch.file.generation,
             ))
@@ -371,14 +376,14 @@ def rows_table(batch: RowBatch, good: list[int], migration: Migration, from_embe
         cols["text"].append(text)
         cols["title"].append(_text(batch.title[i]))
         cols["object_uri"].append(obj)
-        cols["task_type"].append(batch.task_type[i] or settings.default_task_type)
+        cols["task_type"].append(task_type_of(batch.task_type[i], settings.default_task_type))
         cols["unit"].append(f"t:{legacy_id}" if by_text else f"o:{obj}")
         cols["stratum"].append(f"{source}|{_length_bucket(text if by_text else None)}")
     return pa.Table.from_pydict(cols, schema=ROWS_SCHEMA)
 
 
 def embeddings_table(batch: RowBatch, good: list[int], vectors: np.ndarray, dims: int,
-                     created_at: dt.datetime) -> pa.Table:
+                     created_at: dt.datetime, default_task: str) -> pa.Table:
     n = len(good)
     ids = [str(batch.ids[i]) for i in good]
     uris = [_text(batch.source_uri[i]) or f"{batch.file.uri}#{legacy_id}" for i, legacy_id in zip(good, ids)]
@@ -392,7 +397,7 @@ def embeddings_table(batch: RowBatch, good: list[int], vectors: np.ndarray, dims
         "start": [0.0] * n,
         "end": [0.0] * n,
         "model": [LEGACY_MODEL] * n,
-        "task": [batch.task_type[i] for i in good],
+        "task": [task_type_of(batch.task_type[i], default_task) for i in good],
         "dimensionality": [dims] * n,
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dims),
         "token_count": [None] * n,
@@ -455,7 +460,8 @@ def read_validate_write(source: LegacySource, migration: Migration, dims: int, p
             for letter in dead:
                 dead_out.write((json.dumps(dataclasses.asdict(letter), sort_keys=True) + "\n").encode())
             if good:
-                embeddings.write(embeddings_table(batch, good, vectors, dims, created_at))
+                embeddings.write(embeddings_table(batch, good, vectors, dims, created_at,
+                                                  migration.settings.default_task_type))
                 rows.write(rows_table(batch, good, migration, source.embedpipe_run is not None))
     embeddings.close()
     rows.close()
@@ -546,7 +552,8 @@ def import_legacy(paths: MigrationPaths, migration: Migration, legacy_uri: str,
         "runs": [],
         "history": [],
     })
-    if read_serving(paths.output) is None:
+    serving = read_serving(paths.output)
+    if serving is None or serving["side"] == "legacy":  # (a re-import replaces the old legacy side)
         write_serving(paths.output, pointer("legacy", run, migration, reason="imported"))
     return summary, exit_code
 
