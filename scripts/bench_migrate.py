@@ -35,7 +35,6 @@ from legacy_corpus import LABELLED_QUERIES, generate, query_lines, scaled_rows  
 
 from pipeline.cli import main as cli  # noqa: E402
 from pipeline.migrate.config import load_migration_config  # noqa: E402
-from pipeline.migrate.layout import MigrationPaths  # noqa: E402
 from pipeline.migrate.legacy import find_legacy, read_validate_write  # noqa: E402
 from pipeline.run_layout import RunPaths  # noqa: E402
 from transforms.index.search import IndexSearcher  # noqa: E402

@@ -42,7 +42,7 @@ from pipeline.migrate.reembed import last_run, legacy_run
 from pipeline.migrate.sample import read_rows
 from pipeline.migrate.state import now, write_state
 from pipeline.run import RunContext, build_index, load_run, set_phase, start_run
-from pipeline.run_layout import RunPaths, read_json, write_json
+from pipeline.run_layout import RunPaths, write_json
 from transforms import fs
 from transforms.index.layout import IndexLayout
 from transforms.index.search import IndexSearcher
