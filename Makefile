@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo demo-migrate test test-fast bench clean
 
 install: $(STAMP)
 
@@ -16,6 +16,9 @@ $(STAMP): setup.py
 
 demo: install
 	$(PY) scripts/demo.py
+
+demo-migrate: install
+	$(PY) scripts/demo_migrate.py
 
 test: install
 	$(PY) -m pytest -q

@@ -46,6 +46,30 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _migrate_args(m: argparse.ArgumentParser) -> None:
+    steps = m.add_subparsers(dest="migrate_command", required=True)
+    imp = steps.add_parser("import", help="validate a legacy 001 store and build the legacy index")
+    imp.add_argument("--config", required=True, help="migration config (e.g. configs/migration.yaml)")
+    imp.add_argument("--legacy", required=True, metavar="PATH",
+                     help="Parquet/JSONL/Avro file, directory or glob, or an embedpipe 001 run")
+    imp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    for name, help_text in (
+        ("plan", "tokens, cost and waves of the full re-embedding and of a subset; spends nothing"),
+        ("run", "re-embed a stratified subset (--fraction) or everything with the new model"),
+    ):
+        step = steps.add_parser(name, help=help_text)
+        step.add_argument("--fraction", type=float, help="share of the corpus (default: all; plan: "
+                          "migration.subset_fraction)")
+    ev = steps.add_parser("evaluate", help="A/B report of both indexes on your queries")
+    ev.add_argument("--queries", required=True, help='JSONL {"query": ..., "relevant_ids": [...]}')
+    ev.add_argument("-k", type=int, help="results per query (default migration.evaluation.k)")
+    cut = steps.add_parser("cutover", help="serve the new index if the gate passes")
+    cut.add_argument("--force", action="store_true", help="cut over even if the gate fails (recorded)")
+    steps.add_parser("rollback", help="serve the legacy index again")
+    for step in steps.choices.values():
+        step.add_argument("--output", required=True, help="the migration output (local path or gs://)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embedpipe", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log INFO messages")
@@ -74,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--file", help="query by a file (PDF, audio, video, text)")
     q.add_argument("-k", type=positive_int, default=5, help="number of results (at least 1)")
     q.add_argument("--json", action="store_true", help="machine-readable output")
+    _migrate_args(sub.add_parser("migrate", help="migrate a corpus from gemini-embedding-001"))
     e = sub.add_parser("emulator", help="serve the Gemini API emulator")
     e.add_argument("--host", default="127.0.0.1")
     e.add_argument("--port", type=int, default=8765)

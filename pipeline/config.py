@@ -25,7 +25,7 @@ DEFAULT_CONFIG = DEFAULT_CONFIG_DIR / "local.yaml"
 # Keys holding paths. Relative values resolve against the directory of the config file
 # that holds them, or against the working directory when given on the command line.
 PATH_KEYS = ("sources", "output", "limits_dir", "pricing_file", "emulator.state_dir",
-             "media.ffmpeg_path")
+             "media.ffmpeg_path", "migration.task_types_file")
 
 # Keys that define a run's vectors and inputs: fixed once a run exists, so commands on an
 # existing run (status, collect, index, ...) refuse to override them.
@@ -39,11 +39,13 @@ class ConfigError(ValueError):
     """A bad config file, key or value. Always names the key and the fix."""
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """A config section: unknown keys are errors, values are immutable."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class GeminiSettings(_Section):
+class GeminiSettings(Section):
     base_url: str | None = Field(
         None, description="Any endpoint speaking the Gemini REST protocol; null = the real service"
     )
@@ -82,7 +84,7 @@ class GeminiSettings(_Section):
     max_poll_interval_s: float = Field(300.0, ge=0)
 
 
-class EmulatorSettings(_Section):
+class EmulatorSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
     pending_seconds: float = Field(0.0, ge=0)
@@ -90,13 +92,13 @@ class EmulatorSettings(_Section):
     state_dir: str | None = None
 
 
-class TextSettings(_Section):
+class TextSettings(Section):
     target_chars: int = Field(2000, ge=50, description="Preferred chunk size in characters")
     overlap_chars: int = Field(200, ge=0, description="Characters repeated between neighbours")
     title_from_filename: bool = True
 
 
-class MediaSettings(_Section):
+class MediaSettings(Section):
     image_max_side: int = Field(3072, ge=64)
     inline_max_bytes: int = Field(14_000_000, ge=1024)
     files_api_threshold_bytes: int = Field(
@@ -112,7 +114,7 @@ class MediaSettings(_Section):
     ffmpeg_timeout_seconds: float = Field(600.0, gt=0)
 
 
-class RequestSettings(_Section):
+class RequestSettings(Section):
     max_file_bytes: int = Field(256_000_000, ge=10_000, description="Per request file (API: 2 GB)")
     max_lines_per_file: int = Field(20_000, ge=1)
     max_tokens_per_file: int | None = Field(
@@ -120,7 +122,7 @@ class RequestSettings(_Section):
     )
 
 
-class QuotaSettings(_Section):
+class QuotaSettings(Section):
     enqueued_tokens: int = Field(
         500_000, ge=1, description="Batch enqueued-token quota per model (tiers 0.5M / 5M / 10M)"
     )
@@ -130,7 +132,7 @@ class QuotaSettings(_Section):
     )
 
 
-class IndexSettings(_Section):
+class IndexSettings(Section):
     enabled: bool = True
     memory_budget: str = "8G"
     factory: str | None = None
@@ -146,7 +148,7 @@ class IndexSettings(_Section):
     exact_below: int = Field(10_000, ge=0, description="Corpora smaller than this get an exact index")
 
 
-class RunConfig(_Section):
+class RunConfig(Section):
     sources: list[str] = Field(default_factory=list)
     output: str = ""
     backend: Literal["emulator", "gemini"] = "emulator"
@@ -187,7 +189,7 @@ class Settings:
     def __init__(self, config: RunConfig, base_dir: Path):
         self.config = config
         self.base_dir = base_dir
-        limits_dir = _resolve(base_dir, config.limits_dir, DEFAULT_CONFIG_DIR / "limits")
+        limits_dir = resolve_path(base_dir, config.limits_dir, DEFAULT_CONFIG_DIR / "limits")
         try:
             limits = load_limits_dir(str(limits_dir))
         except (OSError, ValueError) as exc:
@@ -213,7 +215,7 @@ class Settings:
                 "text.overlap_chars: must be smaller than text.target_chars "
                 f"({config.text.overlap_chars} >= {config.text.target_chars})"
             )
-        pricing_path = _resolve(base_dir, config.pricing_file, DEFAULT_CONFIG_DIR / "pricing.yaml")
+        pricing_path = resolve_path(base_dir, config.pricing_file, DEFAULT_CONFIG_DIR / "pricing.yaml")
         try:
             self.pricing: dict[str, Any] = yaml.safe_load(pricing_path.read_text())
         except OSError as exc:
@@ -268,7 +270,7 @@ def looks_like_api_key(value: str) -> bool:
     return len(value) >= 24 and mixed and any(c.isdigit() for c in value)
 
 
-def _resolve(base_dir: Path, value: str | None, default: Path) -> Path:
+def resolve_path(base_dir: Path, value: str | None, default: Path) -> Path:
     if value is None:
         return default
     path = Path(os.path.expanduser(value))
@@ -330,7 +332,18 @@ def load_settings(
     output: str | None = None,
 ) -> Settings:
     """Read a config file (default: the packaged embedded default), apply CLI overrides,
-    validate. Raises ConfigError.
+    validate. Raises ConfigError."""
+    return validate(*config_tree(config_path, overrides=overrides, sources=sources, output=output))
+
+
+def config_tree(
+    config_path: str | None,
+    *,
+    overrides: list[str] = (),
+    sources: list[str] | None = None,
+    output: str | None = None,
+) -> tuple[dict, Path]:
+    """(the config file's keys with command-line overrides merged in, the file's folder).
 
     Relative paths in the file resolve against the file's folder; relative paths given on
     the command line (``--sources``, ``--output``, ``--set``) against the working directory.
@@ -357,15 +370,19 @@ def load_settings(
         command_line["output"] = output
     absolutize_paths(command_line, Path.cwd())
     _merge(tree, command_line)
-    return validate(tree, base_dir)
+    return tree, base_dir
+
+
+def validate_model(model: type[BaseModel], tree: dict):
+    """``model.model_validate(tree)`` with pydantic's errors turned into a ConfigError."""
+    try:
+        return model.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
 
 
 def validate(tree: dict, base_dir: Path) -> Settings:
-    try:
-        config = RunConfig.model_validate(tree)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
-    return Settings(config, base_dir)
+    return Settings(validate_model(RunConfig, tree), base_dir)
 
 
 def _merge(tree: dict, patch: dict) -> None:

@@ -2,9 +2,11 @@
 run's index, and map hits back to their chunks.
 
 A file or image query is chunked by the same chunker the corpus went through, so a
-corpus member finds itself first; a text query gets the Embedding 2 query prompt.
-Every argument is checked before anything is embedded: an ``--image`` must be an image
-(by content), a ``--file`` something the model embeds.
+corpus member finds itself first. A text query follows the convention of the model the
+index is bound to (``QueryConvention``): the Embedding 2 query prompt, or for
+gemini-embedding-001 the raw text with a ``taskType``. Every argument, and the index's
+vector space against the model, is checked before anything is embedded: an ``--image``
+must be an image (by content), a ``--file`` something the model embeds; spaces never mix.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 
 from pipeline.config import ConfigError
 from transforms import fs
+from transforms.prompts import QueryConvention
 
 
 class NothingToSearch(RuntimeError):
@@ -30,10 +33,10 @@ def _describe_query_file(flag: str, path: str):
     return describe(next(expand_local(path)))
 
 
-def query_parts(settings, text: str | None, image: str | None, file: str | None) -> list[dict]:
+def query_parts(settings, text: str | None, image: str | None, file: str | None,
+                convention: QueryConvention | None = None) -> list[dict]:
     from transforms.chunk import chunk_source
     from transforms.chunk_errors import ChunkingError
-    from transforms.prompts import query_text
 
     given = [v for v in (text, image, file) if v is not None]
     if len(given) != 1:
@@ -41,7 +44,8 @@ def query_parts(settings, text: str | None, image: str | None, file: str | None)
     if text is not None:
         if not text.strip():
             raise ConfigError("query: TEXT is empty (fix: give the words to search for)")
-        return [{"text": query_text(text)}]
+        convention = convention or QueryConvention.for_model(settings.config.model)
+        return [{"text": convention.text(text)}]
     flag, path = ("--image", image) if image is not None else ("--file", file)
     source = _describe_query_file(flag, path)
     if flag == "--image" and source.detected_type != "image":
@@ -86,16 +90,20 @@ def _index_or_nothing(ctx):
     )
 
 
-def query_run(ctx, *, text=None, image=None, file=None, k: int = 5) -> list[dict]:
+def query_run(ctx, *, text=None, image=None, file=None, k: int = 5,
+              convention: QueryConvention | None = None) -> list[dict]:
+    """Top-k hits of one query against the run's index, embedded with the run's model,
+    which must be the model the index is bound to."""
     from pipeline.backend import open_backend
     from transforms.index.search import IndexSearcher
 
     c = ctx.settings.config
-    parts = query_parts(ctx.settings, text, image, file)
+    convention = convention or QueryConvention.for_model(c.model)
+    parts = query_parts(ctx.settings, text, image, file, convention)
     searcher = IndexSearcher.open(_index_or_nothing(ctx))
     searcher.check_space(c.model, c.dimensionality)
     with open_backend(ctx.settings) as client:
-        vectors = client.embed_sync(c.model, [parts], c.dimensionality)
+        vectors = client.embed_sync(c.model, [parts], c.dimensionality, task_type=convention.task_type)
     vectors = np.asarray(vectors, dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     return [

@@ -143,6 +143,31 @@ def approve(ctx: "RunContext", plan: dict) -> None:
     update_run_state(ctx.paths, approval={"state": APPROVED, **decision})
 
 
+def prepare_approved(ctx: "RunContext") -> dict:
+    """Prepare (or reuse) the run's plan and approve it against the budget; over budget,
+    the run is recorded as refused and the slot given back, so the next attempt re-lists
+    the corpus instead of resuming a run that submitted nothing."""
+    plan = prepare(ctx)
+    try:
+        approve(ctx, plan)
+    except BudgetExceeded:
+        release_slot(ctx.settings)
+        raise
+    return plan
+
+
+def run_to_completion(ctx: "RunContext") -> tuple[dict, dict, int, list[str]]:
+    """``embedpipe run`` in one call: prepare, approve, drive every job to its end, write,
+    index, manifest. Returns (plan, manifest, exit code, messages for stderr)."""
+    from pipeline.backend import open_backend
+
+    plan = prepare_approved(ctx)
+    with open_backend(ctx.settings) as client:
+        drive_jobs(ctx, client, once=False)
+    manifest, code, messages = complete(ctx, plan)
+    return plan, manifest, code, messages
+
+
 def require_approved(ctx: "RunContext") -> None:
     """Every command that may submit (run, submit, status, collect, redrive) passes here:
     a plan-only or refused run is never advanced, and a lower ``max_cost_usd`` given to

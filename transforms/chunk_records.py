@@ -1,7 +1,9 @@
 """Records sources: JSONL or Parquet rows that each become ONE interleaved request, so a
 product photo and its description embed as one vector.
 
-A row has ``id`` (required), optional ``title`` and ``text``, and ``media``: a list of
+A row has ``id`` (required), optional ``title`` and ``text``, optional ``prefix`` (the
+prompt the text is embedded with instead of the document prompt ``title: … | text: ``,
+e.g. a translated gemini-embedding-001 task type), and ``media``: a list of
 references (paths relative to the records file, absolute paths, or gs:// URIs). Each
 referenced object goes through its own modality's chunker and must fit one request
 (one chunk); together they must fit the per-request limits (images per request, one
@@ -75,8 +77,9 @@ def record_chunk(
     parts: list[dict] = []
     tokens = 0
     title, text = row.get("title"), row.get("text")
+    prefix = row.get("prefix")
     if title or text:
-        request_text = document_prefix(title) + (text or "")
+        request_text = (document_prefix(title) if prefix is None else str(prefix)) + (text or "")
         if len(request_text.encode("utf-8")) > limits.text_byte_budget:
             raise ChunkingError(
                 "record_too_large",

@@ -103,12 +103,21 @@ class DiffAgainstLastRun(beam.PTransform):
         )
 
 
+def object_uris(table: pa.Table) -> pa.Array:
+    """The listed object each row came from: its ``source_uri``, except for records rows,
+    whose ``source_uri`` is ``<records file>#<record id>``."""
+    uris = table.column("source_uri")
+    records = pc.equal(table.column("modality"), "records")
+    files = pc.list_element(pc.split_pattern(uris, "#", max_splits=1), 0)
+    return pc.if_else(records, files, uris)
+
+
 def part_uris(indexed_part: tuple[int, str]):
-    """(uri, (part index, generation)) for every distinct source in one previous part."""
+    """(object uri, (part index, generation)) for every distinct object in one previous part."""
     index, path = indexed_part
-    table = pq.read_table(io.BytesIO(fs.read_bytes(path)), columns=["source_uri", "source_generation"])
-    seen = set(zip(table.column("source_uri").to_pylist(),
-                   table.column("source_generation").to_pylist()))
+    table = pq.read_table(io.BytesIO(fs.read_bytes(path)),
+                          columns=["source_uri", "source_generation", "modality"])
+    seen = set(zip(object_uris(table).to_pylist(), table.column("source_generation").to_pylist()))
     for uri, generation in sorted(seen):
         yield uri, (index, generation)
 
@@ -131,7 +140,7 @@ def copy_rows(element, parts: tuple, out_dir: str) -> int:
     index, uris = element
     path = parts[index]
     table = pq.read_table(io.BytesIO(fs.read_bytes(path)))
-    keep = pc.is_in(table.column("source_uri"), value_set=pa.array(sorted(set(uris)), pa.string()))
+    keep = pc.is_in(object_uris(table), value_set=pa.array(sorted(set(uris)), pa.string()))
     kept = table.filter(keep)
     buf = io.BytesIO()
     pq.write_table(kept, buf)
@@ -164,6 +173,14 @@ class CarryUnchanged(beam.PTransform):
         )
 
 
+def dead_letter_keys(line: str):
+    """(object uri, line): a records row's letter names ``<file>#<id>``, the object is the file
+    (dead letters carry no modality, so both readings are offered; the join keeps the real one)."""
+    uri = json.loads(line)["source_uri"]
+    for key in {uri, uri.split("#", 1)[0]}:
+        yield key, line
+
+
 def carried_dead_letters(element):
     """Previous dead letters (JSON lines) of unchanged objects, unchanged."""
     _uri, grouped = element
@@ -183,7 +200,7 @@ class CarryDeadLetters(beam.PTransform):
             unchanged.pipeline
             | "Previous dead-letter files" >> beam.Create(list(self._previous.deadletter_globs))
             | "Read previous dead letters" >> beam.io.ReadAllFromText()
-            | "Key dead letters by URI" >> beam.Map(lambda line: (json.loads(line)["source_uri"], line))
+            | "Key dead letters by URI" >> beam.FlatMap(dead_letter_keys)
         )
         keys = unchanged | "Key unchanged for dead letters" >> beam.Map(lambda o: (o.uri, o))
         return (

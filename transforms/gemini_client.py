@@ -576,13 +576,15 @@ class BatchClient:
 
     # -- synchronous embeddings (queries) ------------------------------------------
     def embed_sync(self, model: str, contents: Sequence[Sequence[Mapping]],
-                   dimensionality: int | None = None) -> np.ndarray:
+                   dimensionality: int | None = None, task_type: str | None = None) -> np.ndarray:
         """One vector per item of ``contents`` (each a list of REST Part dicts).
 
         Items are sent as ``Content`` objects so gemini-embedding-2 does not fold them
-        into one vector; at most 100 per call. Returns float32 ``(len(contents), D)``.
+        into one vector; at most 100 per call. ``task_type`` is gemini-embedding-001's
+        ``taskType`` (Embedding 2 takes the task in the text). Returns float32
+        ``(len(contents), D)``.
         """
-        config = types.EmbedContentConfig(output_dimensionality=dimensionality)
+        config = types.EmbedContentConfig(output_dimensionality=dimensionality, task_type=task_type)
         rows: list[list[float]] = []
         for start in range(0, len(contents), MAX_SYNC_REQUESTS):
             batch = [types.Content.model_validate({"parts": list(parts)})
