@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from transforms.limits import load_limits_dir
+from transforms.roots import policy_roots
 from transforms.settings import ChunkSettings, ModelLimits
 
 
@@ -104,6 +105,11 @@ class IndexSettings(_Section):
 
 class RunConfig(_Section):
     sources: list[str] = Field(default_factory=list)
+    allowed_roots: list[str] = Field(
+        default_factory=list,
+        description="Local folders / gs:// prefixes outside the sources that symlinks and "
+        "records media references may lead into",
+    )
     output: str = ""
     backend: Literal["emulator", "gemini"] = "emulator"
     model: str = "gemini-embedding-2"
@@ -193,6 +199,7 @@ class Settings:
             pdf_max_pages=c.media.pdf_max_pages,
             ffmpeg_path=c.media.ffmpeg_path,
             ffmpeg_timeout_seconds=c.media.ffmpeg_timeout_seconds,
+            source_roots=policy_roots(c.sources, c.allowed_roots),
         )
 
     def fingerprint(self) -> str:

@@ -129,14 +129,28 @@ def capacity(settings: Settings) -> Capacity:
     )
 
 
+def tolerance_units(row: dict) -> tuple[int, int]:
+    """(inputs, failed inputs) one listing row adds to the dead-letter tolerance check:
+    an object counts once, failed if anything of it was dead-lettered; a records file
+    counts once per row (a bad row is one failed input, the good rows still count)."""
+    dead = max(row.get("dead_letters", 0), int(row["status"] == "dead"))
+    if row["detected_type"] == "records":
+        return max(1, row["chunks"] + dead), dead
+    return 1, min(1, dead)
+
+
 def listing_counts(paths: RunPaths) -> dict:
     statuses: Counter = Counter()
     types: Counter = Counter()
     chunks: Counter = Counter()
+    dead_letters = inputs = failed = 0
     for row in read_jsonl_glob(fs.join(paths.listing, "objects*.jsonl")):
         statuses[row["status"]] += 1
         types[row["detected_type"]] += 1
         chunks[row["status"]] += row["chunks"]
+        dead_letters += row.get("dead_letters", 0)
+        units = tolerance_units(row)
+        inputs, failed = inputs + units[0], failed + units[1]
     return {
         "listed": sum(statuses.values()),
         "by_status": dict(statuses),
@@ -144,6 +158,9 @@ def listing_counts(paths: RunPaths) -> dict:
         "chunks": chunks.get("chunked", 0),
         "unchanged_chunks": chunks.get("unchanged", 0),
         "tombstoned": _count_lines(fs.join(paths.listing, "tombstones*.jsonl")),
+        "dead_letters": dead_letters,
+        "inputs": inputs,
+        "failed_inputs": failed,
     }
 
 
@@ -359,13 +376,17 @@ def finish(ctx: RunContext, plan: dict, index_report: dict | None) -> tuple[dict
             "chunked_objects": objects["by_status"].get("chunked", 0),
             "empty_objects": objects["by_status"].get("empty", 0),
             "dead_objects": dead_objects,
+            "skipped_objects": objects["by_status"].get("skipped", 0),
             "unchanged": objects["by_status"].get("unchanged", 0),
             "tombstoned": objects["tombstoned"],
             "chunks": objects["chunks"],
             "embedded_rows": rows,
+            "prepare_dead_letters": objects["dead_letters"],
             "dead_chunks": dead_chunks,
             "carried_rows": carried_rows,
             "carried_dead_chunks": _count_lines(fs.join(ctx.paths.deadletters, "carried*.jsonl")),
+            "inputs": objects["inputs"],
+            "failed_inputs": objects["failed_inputs"] + min(dead_chunks, objects["chunks"]),
         },
         "previous_run": read_json(ctx.paths.run_state).get("previous_run"),
         "tokens": {
@@ -381,8 +402,7 @@ def finish(ctx: RunContext, plan: dict, index_report: dict | None) -> tuple[dict
         "outputs": outputs,
     }
     write_json(ctx.paths.manifest, manifest)
-    listed = max(1, objects["listed"])
-    failed_fraction = (dead_objects + min(dead_chunks, objects["chunks"])) / listed
+    failed_fraction = manifest["counts"]["failed_inputs"] / max(1, objects["inputs"])
     exit_code = 3 if failed_fraction > c.deadletter_tolerance else 0
     set_phase(ctx.paths, "done")
     if exit_code == 0:
@@ -402,7 +422,7 @@ def summary_text(plan: dict, manifest: dict) -> str:
             "chunks": counts["chunks"],
             "embedded": counts["embedded_rows"],
             "carried_from_previous_run": counts["carried_rows"],
-            "dead_letters": counts["dead_objects"] + counts["dead_chunks"],
+            "dead_letters": counts["prepare_dead_letters"] + counts["dead_chunks"],
             "tokens": manifest["tokens"],
             "cost_usd": {"batch": cost["batch_usd"], "interactive": cost["interactive_usd"]},
         },

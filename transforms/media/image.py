@@ -5,6 +5,9 @@ JPEGs), when upright, still, RGB/greyscale and within the size caps. Everything 
 WebP, GIF, TIFF, BMP, AVIF, CMYK, EXIF-rotated, animated, oversized — is re-encoded from its
 first frame, upright: PNG when it has alpha, else JPEG q90. Images above
 ``image_max_pixels`` are refused before decoding, as possible decompression bombs.
+Chunk checksums are verified first (a PNG with a bad CRC would pass a decode but not a
+strict decoder), and a file whose magic bytes name a format Pillow reads but that Pillow
+cannot open is ``corrupt_media``; ``unsupported_type`` is kept for formats it cannot read.
 """
 
 from __future__ import annotations
@@ -72,13 +75,21 @@ def _reencode(im: Image.Image, settings) -> tuple[bytes, str]:
     )
 
 
-def normalize_image(local_path: str, settings) -> tuple[bytes, str]:
-    """``(bytes, mime)`` of a PNG/JPEG the model accepts, decoded in full first."""
+def _pillow_reads(mime: str | None) -> bool:
+    Image.init()
+    return any(m == mime and fmt in Image.OPEN for fmt, m in Image.MIME.items())
+
+
+def normalize_image(local_path: str, settings, mime: str | None = None) -> tuple[bytes, str]:
+    """``(bytes, mime)`` of a PNG/JPEG the model accepts, checksums verified and decoded
+    in full first. ``mime`` is the type the magic bytes gave, if known."""
     if os.path.getsize(local_path) == 0:
         raise ChunkingError(CORRUPT_MEDIA, "empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(local_path) as im:
+                im.verify()  # chunk CRCs; the image must be opened again to decode it
             with Image.open(local_path) as im:
                 _refuse_bombs(im, settings.image_max_pixels)
                 stored_side = max(im.size)
@@ -93,6 +104,10 @@ def normalize_image(local_path: str, settings) -> tuple[bytes, str]:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ChunkingError(TOO_LARGE, f"refused as a possible decompression bomb: {err}") from err
     except UnidentifiedImageError as err:
+        if _pillow_reads(mime):
+            raise ChunkingError(
+                CORRUPT_MEDIA, f"the {mime} header is damaged: Pillow cannot open it"
+            ) from err
         raise ChunkingError(
             UNSUPPORTED_TYPE, f"Pillow cannot identify this image format: {err}"
         ) from err
@@ -102,5 +117,5 @@ def normalize_image(local_path: str, settings) -> tuple[bytes, str]:
 
 def chunk_image(source: SourceObject, local_path: str, settings) -> Iterator[Chunk]:
     """Yield the one chunk of an image."""
-    data, mime = normalize_image(local_path, settings)
+    data, mime = normalize_image(local_path, settings, source.mime_type)
     yield media_chunk(source, settings, "image", mime, Locator(), data)
