@@ -318,8 +318,11 @@ def describe_reference(uri: str, roots: Sequence[str] = ()) -> SourceObject:
             raise ChunkingError(OUTSIDE_SOURCES, _REFERENCE_OUTSIDE)
         listed = gcs_object(resolved)
         if listed is None:
-            raise ChunkingError(BAD_REFERENCE, "names no object (a reference is one exact object name, not a prefix or a glob)")
-        return describe(listed)
+            raise ChunkingError(
+                BAD_REFERENCE,
+                "names no object (a reference is one exact object name, not a prefix or a glob)",
+            )
+        return _usable(describe(listed))
     if fs.is_remote(uri):
         raise ChunkingError(BAD_REFERENCE, "only local paths and gs:// URIs can be referenced")
     if roots and not inside_roots(os.path.realpath(uri), roots):
@@ -329,7 +332,14 @@ def describe_reference(uri: str, roots: Sequence[str] = ()) -> SourceObject:
     listed = local_entry(uri, roots, check_path=True)
     if listed is None or listed.detected_type == DIRECTORY:
         raise ChunkingError(BAD_REFERENCE, "names a folder, not one file")
-    return describe(listed)
+    return _usable(describe(listed))
+
+
+def _usable(source: SourceObject) -> SourceObject:
+    """A referenced object listing could not use is refused with the listing's reason."""
+    if source.problem is not None:
+        raise ChunkingError(source.problem, source.problem_message)
+    return source
 
 
 _REFERENCE_OUTSIDE = (
