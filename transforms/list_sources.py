@@ -12,10 +12,11 @@ device (opening a FIFO blocks) and a symlink to a directory are skipped. The Chu
 turns them into a dead letter or a skip without opening them.
 
 Symlink policy: a symlink is followed only when its resolved target lies inside a source
-root (what a ``sources`` entry names: a directory, a file, or a glob's fixed prefix) or an
-``allowed_roots`` entry. The decision uses the resolved path alone (``realpath``), before
-the target is opened or stat'ed, so a refusal reads the same whether the target exists or
-not. Records media references follow the same rule (``check_reference``).
+root (what a ``sources`` entry names: a directory, a file, or a glob's fixed prefix; see
+``transforms.roots``) or an ``allowed_roots`` entry. The decision uses the resolved path
+alone (``realpath``, which only follows link names), before the target is opened, so a
+refusal reads the same whether the target exists or not. Records media references follow
+the same rule (``describe_reference``).
 """
 from __future__ import annotations
 
@@ -110,7 +111,7 @@ def local_entry(path: str, roots: Sequence[str] = (), check_path: bool = False) 
 
     Symlinks (and, with ``check_path``, any path: a glob or a reference may pass through
     linked folders) must resolve inside ``roots`` (no check when ``roots`` is empty).
-    Only the resolved path decides a refusal; the target is never stat'ed before that.
+    Only the resolved path decides a refusal; the target is never stat'ed or opened before.
     """
     uri = os.path.abspath(path)
     try:
@@ -166,12 +167,13 @@ def _walk(root: str, roots: Sequence[str]) -> Iterator[ListedObject]:
         yield from _unlistable(failed)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         # os.walk never descends into a symlinked folder: report it instead of dropping it
-        for name in [d for d in dirs if os.path.islink(os.path.join(directory, d))]:
-            dirs.remove(name)
-            yield local_entry(os.path.join(directory, name), roots)
-        for name in sorted(files):
-            if not name.startswith(".") and not _is_hidden(name):
-                yield local_entry(os.path.join(directory, name), roots)
+        linked = [d for d in dirs if os.path.islink(os.path.join(directory, d))]
+        dirs[:] = [d for d in dirs if d not in linked]
+        names = linked + sorted(f for f in files if not f.startswith(".") and not _is_hidden(f))
+        for name in names:
+            listed = local_entry(os.path.join(directory, name), roots)
+            if listed is not None:  # None: it became a folder since os.walk looked
+                yield listed
     yield from _unlistable(failed)
 
 
