@@ -109,7 +109,8 @@ def normalize_image(local_path: str, settings, mime: str | None = None) -> tuple
                 CORRUPT_MEDIA, f"the {mime} header is damaged: Pillow cannot open it"
             ) from err
         raise ChunkingError(
-            UNSUPPORTED_TYPE, f"Pillow cannot read {mime or 'this image format'}"
+            UNSUPPORTED_TYPE,
+            "Pillow cannot identify this image format" + (f" ({mime})" if mime else ""),
         ) from err
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise ChunkingError(CORRUPT_MEDIA, f"the image does not decode: {err}") from err
