@@ -94,6 +94,8 @@ def test_misleading_extension_does_not_matter(files):
         (b'{"text": "a", "image": "gs://b/x.png"}\n{"text": "b"}\n', "rows.jsonl", 60, ("records", "application/jsonl")),
         (b'{"text": "' + b"x" * 80, "long.jsonl", 10_000, ("records", "application/jsonl")),
         (b"[1, 2, 3]\n", "rows.jsonl", 10, ("text", "text/plain")),
+        # a first row nested too deep to parse is still a records file (that row is a bad record)
+        (b'{"a": ' + b"[" * 1500 + b"]" * 1500 + b"}\n", "deep.jsonl", 3008, ("records", "application/jsonl")),
         (b'{"text": "a"}\n', "rows.json", 14, ("text", "text/plain")),  # .json is not JSON Lines
         (b"BMW cars are fast\n", "cars.txt", 18, ("text", "text/plain")),  # 'BM' but no bitmap header
         (b"text\x00with NUL", "a.bin", 13, ("unknown", None)),

@@ -213,19 +213,23 @@ def build(root: Path) -> tuple[Path, Path, dict[str, str], dict[str, list[tuple[
         ('{"id": "cut", "text": "the file ends mid-ro', ("line 23 ", "bad_record")),
     ]
     _write(c / "rows.jsonl", "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r, _ in rows)[:-1])
+    _write(c / "deep_first_row.jsonl", '{"id": "d", "text": ' + "[" * 1500 + "]" * 1500 + '}\n'
+           '{"id": "second", "text": "the row after a first row too deep to parse"}\n')
     pq.write_table(pa.table({"id": [10, 11, None], "text": ["ten", "eleven", "no id"]}), c / "int_ids.parquet")
     pq.write_table(pa.table({"id": ["a", "b"], "text": [1, 2]}), c / "int_text.parquet")
     _write(c / "corrupt.parquet", b"PAR1" + secrets.token_bytes(500) + b"PAR1")
     add("rows.jsonl", EMBEDDED)
+    add("deep_first_row.jsonl", EMBEDDED)
     add("int_ids.parquet", EMBEDDED)
     add("int_text.parquet", "bad_record")
     add("corrupt.parquet", "corrupt_records")
     row_errors = {
         "rows.jsonl": [e for _, e in rows if e],
+        "deep_first_row.jsonl": [("line 1 ", "bad_record")],
         "int_ids.parquet": [("row 3 has no 'id'", "bad_record")],
         "int_text.parquet": [("row 1:", "bad_record"), ("row 2:", "bad_record")],
     }
-    embedded_rows = {"rows.jsonl#1", "rows.jsonl#after-deep", "rows.jsonl#literal",
+    embedded_rows = {"rows.jsonl#1", "rows.jsonl#after-deep", "rows.jsonl#literal", "deep_first_row.jsonl#second",
                      "int_ids.parquet#10", "int_ids.parquet#11"}
 
     os.chmod(c / "unreadable.txt", 0)

@@ -114,6 +114,12 @@ def normalize_image(local_path: str, settings, mime: str | None = None) -> tuple
         ) from err
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise ChunkingError(CORRUPT_MEDIA, f"the image does not decode: {err}") from err
+    except ChunkingError:
+        raise
+    except Exception as err:  # damaged files also trip decoders' own bugs (TypeError, struct.error...)
+        raise ChunkingError(
+            CORRUPT_MEDIA, f"the image does not decode: {type(err).__name__}: {err}"
+        ) from err
 
 
 def chunk_image(source: SourceObject, local_path: str, settings) -> Iterator[Chunk]:
