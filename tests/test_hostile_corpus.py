@@ -95,6 +95,9 @@ def build(root: Path) -> tuple[Path, Path, dict[str, str], dict[str, list[tuple[
     add("whitespace.md", EMPTY)
 
     # -- the file system ------------------------------------------------------------------
+    with open(os.path.join(os.fsencode(c), b"latin1-caf\xe9.txt"), "wb") as fh:
+        fh.write(b"a file whose name is not UTF-8\n")
+    add("latin1-caf\udce9.txt", "undecodable_name")
     os.symlink("nowhere.txt", c / "dangling.txt")
     add("dangling.txt", "broken_symlink")
     os.symlink("self_loop", c / "self_loop")

@@ -61,6 +61,8 @@ def test_broken_links_loops_and_special_files_are_listed_with_their_class(tmp_pa
     os.symlink("good.txt", c / "inside_link.txt")
     os.symlink("sub", c / "sub_link")
     os.mkfifo(c / "fifo")
+    with open(os.path.join(os.fsencode(c), b"caf\xe9.txt"), "wb") as fh:  # a Latin-1 name
+        fh.write(b"the name is not UTF-8\n")
     server = socket.socket(socket.AF_UNIX)
     server.bind(str(c / "sock"))
     try:
@@ -77,6 +79,7 @@ def test_broken_links_loops_and_special_files_are_listed_with_their_class(tmp_pa
         "sub_link": ("directory", "directory_symlink"),
         "fifo": ("special", "special_file"),
         "sock": ("special", "special_file"),
+        "caf\udce9.txt": ("unreadable", "undecodable_name"),
     }
 
 

@@ -36,6 +36,7 @@ PERMISSION_DENIED = "permission_denied"
 NOT_FOUND = "not_found"
 UNREADABLE = "unreadable"
 OUTSIDE_SOURCES = "outside_sources"
+UNDECODABLE_NAME = "undecodable_name"
 BAD_REFERENCE = "bad_reference"
 # Skip reasons (status ``skipped``, no dead letter): not a regular file, so never opened.
 SPECIAL_FILE = "special_file"

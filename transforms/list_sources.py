@@ -39,6 +39,7 @@ from transforms.chunk_errors import (
     PERMISSION_DENIED,
     SPECIAL_FILE,
     SYMLINK_LOOP,
+    UNDECODABLE_NAME,
     ChunkingError,
     os_error_class,
 )
@@ -63,6 +64,7 @@ _MESSAGES = {
     PERMISSION_DENIED: "permission denied: this process may not read it (fix: chmod/chown it, or run as a user who can)",
     OUTSIDE_SOURCES: "symlink leads outside the source roots, not followed (fix: add the target's folder to allowed_roots)",
     DIRECTORY_SYMLINK: "symlink to a directory, not followed (fix: list the directory itself in sources)",
+    UNDECODABLE_NAME: "the file name is not valid UTF-8, so no output can name it (fix: rename the file)",
 }
 
 
@@ -118,6 +120,10 @@ def local_entry(path: str, roots: Sequence[str] = (), check_path: bool = False) 
         lst = os.lstat(uri)
     except OSError as exc:
         return _problem(uri, None, os_error_class(exc), f"cannot stat: {exc.strerror}")
+    try:
+        uri.encode("utf-8")
+    except UnicodeEncodeError:  # bytes os.fsdecode kept as surrogates
+        return _problem(uri, lst, UNDECODABLE_NAME)
     link = stat.S_ISLNK(lst.st_mode)
     if roots and (link or check_path) and not inside_roots(os.path.realpath(uri), roots):
         return _problem(uri, lst, OUTSIDE_SOURCES)
