@@ -147,6 +147,9 @@ def build(root: Path) -> tuple[Path, Path, dict[str, str], dict[str, list[tuple[
     add("zeros.txt.gz", "binary_content")
     mf.text_file(c / "text_named.mp4")
     add("text_named.mp4", "content_mismatch")
+    with open(c / "huge_sparse.txt", "wb") as fh:  # 1 GB on paper, no disk: never read whole
+        fh.truncate(1 << 30)
+    add("huge_sparse.txt", "too_large")
     _write(c / "random.bin", secrets.token_bytes(3000))
     add("random.bin", "unsupported_type")
 

@@ -23,7 +23,7 @@ from apache_beam.metrics import Metrics
 from transforms import fs
 from transforms.chunk_errors import ChunkingError, os_error_class
 from transforms.chunk_records import chunk_records
-from transforms.chunk_text import chunk_text
+from transforms.chunk_text import check_text_size, chunk_text
 from transforms.list_sources import SKIPPED_TYPES, describe_reference, reference_roots
 from transforms.media.audio import chunk_audio
 from transforms.media.image import chunk_image
@@ -38,6 +38,7 @@ _LOG = logging.getLogger(__name__)
 
 
 def _text(source: SourceObject, settings: ChunkSettings) -> Iterator[Chunk]:
+    check_text_size(source.size_bytes, settings)
     return chunk_text(source, fs.read_bytes(source.uri), settings)
 
 

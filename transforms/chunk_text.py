@@ -144,13 +144,18 @@ def title_for(source: SourceObject, settings: ChunkSettings) -> str | None:
     return stem.replace("_", " ").replace("-", " ")
 
 
+def check_text_size(size: int, settings: ChunkSettings) -> None:
+    """Refuse a text over ``text_max_file_bytes`` (it is read whole): call it with the
+    listed size before reading, so a huge file never enters memory."""
+    if size > settings.text_max_file_bytes:
+        raise ChunkingError(
+            "too_large", f"{size} bytes exceeds text_max_file_bytes={settings.text_max_file_bytes}"
+        )
+
+
 def chunk_text(source: SourceObject, data: bytes, settings: ChunkSettings) -> Iterator[Chunk]:
     """Yield the text chunks of one document. Whitespace-only text yields nothing."""
-    if len(data) > settings.text_max_file_bytes:
-        raise ChunkingError(
-            "too_large",
-            f"{len(data)} bytes exceeds text_max_file_bytes={settings.text_max_file_bytes}",
-        )
+    check_text_size(len(data), settings)
     text = decode_text(data)
     if not text.strip():
         return
