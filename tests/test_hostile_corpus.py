@@ -160,10 +160,26 @@ def build(root: Path) -> tuple[Path, Path, dict[str, str], dict[str, list[tuple[
     add("locked.pdf", "encrypted_pdf")
     _write(c / "header_then_noise.pdf", b"%PDF-1.7\n" + secrets.token_bytes(3000))
     add("header_then_noise.pdf", "corrupt_media")
+    with open(c / "damaged_1gb.pdf", "wb") as fh:  # no usable xref: pypdf would read it whole
+        fh.write(b"%PDF-1.7\n")
+        fh.truncate(1 << 30)
+    add("damaged_1gb.pdf", "corrupt_media")
+    with open(c / "bad_xref_1gb.pdf", "wb") as fh:  # ends well, but its xref points nowhere
+        fh.write(b"%PDF-1.7\n")
+        fh.truncate(1 << 30)
+        fh.seek(0, 2)
+        fh.write(b"\nstartxref\n12345\n%%EOF\n")
+    add("bad_xref_1gb.pdf", "corrupt_media")
     _write(c / "zero.pdf", b"")
     add("zero.pdf", "corrupt_media")
 
     # -- images ---------------------------------------------------------------------------
+    sparse_png = mf.png_bytes()
+    at = sparse_png.index(b"IDAT")
+    with open(c / "claims_1gb_chunk.png", "wb") as fh:  # 1 GB on paper, an IDAT claiming it all
+        fh.write(sparse_png[: at - 4] + (1 << 30).to_bytes(4, "big") + b"IDAT")
+        fh.truncate(1 << 30)
+    add("claims_1gb_chunk.png", "too_large")
     mf.bomb_png(c / "bomb.png")
     add("bomb.png", "too_large")
     mf.huge_screen_gif(c / "huge_canvas.gif")

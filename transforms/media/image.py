@@ -26,6 +26,10 @@ from transforms.types import Chunk, Locator, SourceObject
 PASS_MODES = {"PNG": {"RGB", "RGBA", "L", "LA", "P"}, "JPEG": {"RGB", "L"}}
 MIMES = {"PNG": "image/png", "JPEG": "image/jpeg"}
 ORIENTATION_TAG = 0x0112
+# No image within image_max_pixels needs more bytes than 16-bit RGBA stored uncompressed;
+# a larger file is not read (Pillow reads a chunk whole, whatever size its header claims).
+MAX_BYTES_PER_PIXEL = 8
+CONTAINER_SLACK_BYTES = 1 << 20
 JPEG_QUALITY = 90
 SHRINK_STEP = 0.7  # when an encoded image is over the byte cap, shrink sides by this
 MIN_SIDE = 64
@@ -83,8 +87,15 @@ def _pillow_reads(mime: str | None) -> bool:
 def normalize_image(local_path: str, settings, mime: str | None = None) -> tuple[bytes, str]:
     """``(bytes, mime)`` of a PNG/JPEG the model accepts, checksums verified and decoded
     in full first. ``mime`` is the type the magic bytes gave, if known."""
-    if os.path.getsize(local_path) == 0:
+    size = os.path.getsize(local_path)
+    if size == 0:
         raise ChunkingError(CORRUPT_MEDIA, "empty file (0 bytes)")
+    if size > settings.image_max_pixels * MAX_BYTES_PER_PIXEL + CONTAINER_SLACK_BYTES:
+        raise ChunkingError(
+            TOO_LARGE,
+            f"{size} bytes: more than any image within image_max_pixels="
+            f"{settings.image_max_pixels} can take ({MAX_BYTES_PER_PIXEL} bytes per pixel)",
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -98,7 +109,7 @@ def normalize_image(local_path: str, settings, mime: str | None = None) -> tuple
                     scale = settings.image_max_side / max(im.size)
                     im.draft("RGB", (int(im.width * scale) + 1, int(im.height * scale) + 1))
                 im.load()
-                if _passes(im, stored_side, os.path.getsize(local_path), settings):
+                if _passes(im, stored_side, size, settings):
                     return read_file(local_path), MIMES[im.format]
                 return _reencode(im, settings)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
