@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from transforms.limits import DEFAULT_CONFIG_DIR, load_limits_dir
+from transforms.roots import policy_roots
 from transforms.settings import ChunkSettings, ModelLimits
 
 DEFAULT_CONFIG = DEFAULT_CONFIG_DIR / "local.yaml"
@@ -24,13 +25,13 @@ DEFAULT_CONFIG = DEFAULT_CONFIG_DIR / "local.yaml"
 
 # Keys holding paths. Relative values resolve against the directory of the config file
 # that holds them, or against the working directory when given on the command line.
-PATH_KEYS = ("sources", "output", "limits_dir", "pricing_file", "emulator.state_dir",
-             "media.ffmpeg_path", "migration.task_types_file")
+PATH_KEYS = ("sources", "allowed_roots", "output", "limits_dir", "pricing_file",
+             "emulator.state_dir", "media.ffmpeg_path", "migration.task_types_file")
 
 # Keys that define a run's vectors and inputs: fixed once a run exists, so commands on an
 # existing run (status, collect, index, ...) refuse to override them.
-RUN_IDENTITY_KEYS = ("sources", "output", "backend", "model", "dimensionality", "task", "text",
-                     "media", "requests", "limits_dir", "pricing_file")
+RUN_IDENTITY_KEYS = ("sources", "allowed_roots", "output", "backend", "model", "dimensionality",
+                     "task", "text", "media", "requests", "limits_dir", "pricing_file")
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -150,6 +151,11 @@ class IndexSettings(Section):
 
 class RunConfig(Section):
     sources: list[str] = Field(default_factory=list)
+    allowed_roots: list[str] = Field(
+        default_factory=list,
+        description="Local folders / gs:// prefixes outside the sources that symlinks and "
+        "records media references may lead into",
+    )
     output: str = ""
     backend: Literal["emulator", "gemini"] = "emulator"
     model: str = "gemini-embedding-2"
@@ -242,6 +248,7 @@ class Settings:
             pdf_max_pages=c.media.pdf_max_pages,
             ffmpeg_path=c.media.ffmpeg_path,
             ffmpeg_timeout_seconds=c.media.ffmpeg_timeout_seconds,
+            source_roots=policy_roots(c.sources, c.allowed_roots),
         )
 
     def fingerprint(self) -> str:

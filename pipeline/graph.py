@@ -67,7 +67,10 @@ def build_prepare(
 ) -> None:
     c = settings.config
     exclude = None if fs.is_remote(paths.output) else os.path.abspath(paths.output) + os.sep
-    sources = p | "ListSources" >> ListSources(c.sources, exclude_prefix=exclude)
+    chunk_settings = settings.chunk_settings()
+    sources = p | "ListSources" >> ListSources(
+        c.sources, exclude_prefix=exclude, roots=chunk_settings.source_roots
+    )
     outcomes = []
     if previous is not None:
         diff = sources | "DiffAgainstLastRun" >> DiffAgainstLastRun(previous)
@@ -86,7 +89,7 @@ def build_prepare(
             | "Write tombstones"
             >> beam.io.WriteToText(fs.join(paths.listing, "tombstones"), file_name_suffix=".jsonl")
         )
-    chunked = sources | "Chunk" >> ChunkSources(settings.chunk_settings())
+    chunked = sources | "Chunk" >> ChunkSources(chunk_settings)
     outcomes.append(chunked.outcomes)
     files = chunked.chunks | "PlanRequests" >> PlanRequests(
         paths.requests, request_sizing(settings, paths)

@@ -202,14 +202,28 @@ def capacity(settings: Settings) -> Capacity:
     )
 
 
+def tolerance_units(row: dict) -> tuple[int, int]:
+    """(inputs, failed inputs) one listing row adds to the dead-letter tolerance check:
+    an object counts once, failed if anything of it was dead-lettered; a records file
+    counts once per row (a bad row is one failed input, the good rows still count)."""
+    dead = max(row.get("dead_letters", 0), int(row["status"] == "dead"))
+    if row["detected_type"] == "records":
+        return max(1, row["chunks"] + dead), dead
+    return 1, min(1, dead)
+
+
 def listing_counts(paths: RunPaths) -> dict:
     statuses: Counter = Counter()
     types: Counter = Counter()
     chunks: Counter = Counter()
+    dead_letters = inputs = failed = 0
     for row in read_jsonl_glob(fs.join(paths.listing, "objects*.jsonl")):
         statuses[row["status"]] += 1
         types[row["detected_type"]] += 1
         chunks[row["status"]] += row["chunks"]
+        dead_letters += row.get("dead_letters", 0)
+        units = tolerance_units(row)
+        inputs, failed = inputs + units[0], failed + units[1]
     return {
         "listed": sum(statuses.values()),
         "by_status": dict(statuses),
@@ -217,6 +231,9 @@ def listing_counts(paths: RunPaths) -> dict:
         "chunks": chunks.get("chunked", 0),
         "unchanged_chunks": chunks.get("unchanged", 0),
         "tombstoned": _count_lines(fs.join(paths.listing, "tombstones*.jsonl")),
+        "dead_letters": dead_letters,
+        "inputs": inputs,
+        "failed_inputs": failed,
     }
 
 
@@ -467,13 +484,17 @@ def finish(ctx: RunContext, plan: dict, index_report: dict) -> tuple[dict, int]:
             "chunked_objects": objects["by_status"].get("chunked", 0),
             "empty_objects": objects["by_status"].get("empty", 0),
             "dead_objects": dead_objects,
+            "skipped_objects": objects["by_status"].get("skipped", 0),
             "unchanged": objects["by_status"].get("unchanged", 0),
             "tombstoned": objects["tombstoned"],
             "chunks": objects["chunks"],
             "embedded_rows": rows,
+            "prepare_dead_letters": objects["dead_letters"],
             "dead_chunks": dead_chunks,
             "carried_rows": carried_rows,
             "carried_dead_chunks": _count_lines(fs.join(ctx.paths.deadletters, "carried*.jsonl")),
+            "inputs": objects["inputs"],
+            "failed_inputs": objects["failed_inputs"] + min(dead_chunks, objects["chunks"]),
         },
         "previous_run": read_json(ctx.paths.run_state).get("previous_run"),
         "tokens": {
@@ -486,13 +507,14 @@ def finish(ctx: RunContext, plan: dict, index_report: dict) -> tuple[dict, int]:
         "index": _index_summary(index_report),
         "outputs": outputs,
     }
-    listed = max(1, objects["listed"])
-    dead = dead_objects + min(dead_chunks, objects["chunks"])
+    counts = manifest["counts"]
+    failed, inputs = counts["failed_inputs"], max(1, counts["inputs"])
     manifest["deadletters"] = {
-        "count": dead,
-        "fraction": round(dead / listed, 6),
+        "failed_inputs": failed,
+        "inputs": counts["inputs"],
+        "fraction": round(failed / inputs, 6),
         "tolerance": c.deadletter_tolerance,
-        "over_tolerance": dead / listed > c.deadletter_tolerance,
+        "over_tolerance": failed / inputs > c.deadletter_tolerance,
         "path": ctx.paths.deadletters,
     }
     write_json(ctx.paths.manifest, manifest)
@@ -512,8 +534,8 @@ def deadletter_message(ctx: RunContext, manifest: dict) -> str:
     """Why a run exits 3, for stderr: counts, tolerance, where the dead letters are."""
     d = manifest["deadletters"]
     return (
-        f"run {ctx.paths.run_id}: {d['count']} dead letter(s) for {manifest['counts']['listed']} "
-        f"listed object(s) ({d['fraction']:.2%}) exceed deadletter_tolerance={d['tolerance']:.2%}; "
+        f"run {ctx.paths.run_id}: {d['failed_inputs']} of {d['inputs']} input(s) dead-lettered "
+        f"({d['fraction']:.2%}) exceed deadletter_tolerance={d['tolerance']:.2%}; "
         f"see {d['path']} (error_class and message per line). The run's "
         f"{manifest['counts']['embedded_rows'] + manifest['counts']['carried_rows']} embeddings "
         "are kept and carried into the next run; fix or remove the inputs, raise "
@@ -559,7 +581,7 @@ def summary_text(plan: dict, manifest: dict) -> str:
             "chunks": counts["chunks"],
             "embedded": counts["embedded_rows"],
             "carried_from_previous_run": counts["carried_rows"],
-            "dead_letters": counts["dead_objects"] + counts["dead_chunks"],
+            "dead_letters": counts["prepare_dead_letters"] + counts["dead_chunks"],
             "tokens": manifest["tokens"],
             "cost_usd": {"batch": cost["batch_usd"], "interactive": cost["interactive_usd"]},
         },

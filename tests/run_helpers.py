@@ -308,3 +308,20 @@ def assert_every_planned_chunk_once(run_dir: Path) -> pa.Table:
     dead = deadletters(run_dir)
     assert dead == [], f"dead letters: {dead[:3]}"
     return table
+
+
+# -- running without the file-permission capabilities ------------------------------------
+def without_file_permission_override(argv: list[str]) -> list[str]:
+    """``argv`` run so that file permissions apply: root keeps its uid but loses
+    CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (util-linux ``setpriv``), so a mode-000
+    file is unreadable as it is for any other user. Other users need nothing."""
+    if os.geteuid() != 0:
+        return list(argv)
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        import pytest
+
+        pytest.skip("running as root without util-linux setpriv: cannot drop CAP_DAC_OVERRIDE")
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search", *argv]

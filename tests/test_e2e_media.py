@@ -116,7 +116,7 @@ def test_every_good_object_is_embedded_and_every_bad_one_dead_lettered(media_run
     assert by_source["locked.pdf"]["error_class"] == "encrypted_pdf"
     assert by_source["photos/truncated.jpg"]["error_class"] == "corrupt_media"
     record_errors = [d for d in dead if d["source_uri"].endswith("products.jsonl")]
-    assert sorted(d["error_class"] for d in record_errors) == ["bad_record", "record_too_large"]
+    assert sorted(d["error_class"] for d in record_errors) == ["bad_reference", "record_too_large"]
     assert not _jsonl(str(run_dir / "deadletters" / "collect*.jsonl"))
 
 

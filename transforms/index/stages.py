@@ -10,6 +10,7 @@ deterministic names, so a retried bundle overwrites its own output.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import time
@@ -26,7 +27,7 @@ from transforms.index import report as rep
 from transforms.index.layout import IndexLayout, delete, local_output, match_paths, write_index
 from transforms.index.merge import merge
 from transforms.index.params import IndexConfig, IndexParams
-from transforms.index.plan import IndexPlan, global_ids
+from transforms.index.plan import IndexPlan, global_ids, split_ids
 from transforms.index.recall import (
     RecallTargetUnreachable,
     SweepPoint,
@@ -253,6 +254,18 @@ def serving_info(plan: IndexPlan, nprobe: int | None) -> ServingInfo:
     )
 
 
+def corpus_vectors(plan: IndexPlan, ids: np.ndarray) -> np.ndarray:
+    """Vectors of sorted global ids, read from their shards' Parquet."""
+    d = plan.space.dimensionality
+    paths = {info.shard: info.path for info in plan.shards}
+    shard_of, row_of = split_ids(ids)
+    out = np.empty((len(ids), d), dtype=np.float32)
+    for shard in np.unique(shard_of):
+        sel = shard_of == shard
+        out[sel] = take_rows(paths[int(shard)], d, row_of[sel])
+    return out
+
+
 def measure_recall(
     merged: Merged, plan: IndexPlan, trained: Trained, layout: IndexLayout, config: IndexConfig
 ) -> Measured:
@@ -273,6 +286,7 @@ def measure_recall(
         gt_scores,
         gt_ids,
         nprobe_sweep(nlist, config.max_nprobe, forced),
+        functools.partial(corpus_vectors, plan),
     )
     chosen, reason = choose_nprobe(points, config.target_recall_at_10, forced)
     if plan.params.exact and chosen is not None:
