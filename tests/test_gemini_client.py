@@ -67,12 +67,31 @@ TEXTS = {f"k{i}": f"document number {i} about topic {i % 3}" for i in range(12)}
 
 
 # -- setup and secrets ----------------------------------------------------------------------
-def test_make_client_pins_v1beta_and_retries():
-    client = make_client("http://127.0.0.1:9", "k", timeout_s=5, retry_attempts=3)
+def test_make_client_pins_v1beta_and_leaves_retries_to_batch_client():
+    client = make_client("http://127.0.0.1:9", "k", timeout_s=5)
     options = client._api_client._http_options
     assert options.api_version == "v1beta" and options.timeout == 5000
-    assert options.retry_options.attempts == 3 and options.retry_options.initial_delay == 2.0
-    assert options.retry_options.max_delay == 60.0
+    assert options.retry_options.attempts == 1  # one retry layer, not the SDK's inside ours
+
+
+def test_an_unreachable_endpoint_is_retried_a_bounded_number_of_times_naming_url_and_cause(caplog):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: connections are refused
+    url = f"http://127.0.0.1:{port}"
+    sleeps: list[float] = []
+    client = BatchClient(make_client(url, "k", timeout_s=5), retry_attempts=4,
+                         initial_delay_s=0.01, max_delay_s=0.02, sleep=sleeps.append)
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(ApiCallError) as exc:
+        client.get_job("batches/abc")
+    assert exc.value.retryable and "ConnectError" in str(exc.value)
+    assert len(sleeps) == 3  # 4 attempts in all: nothing nested inside the SDK
+    retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retries) == 3
+    assert all(url in line and "ConnectError" in line for line in retries), retries
 
 
 def test_api_key_from_env(monkeypatch):

@@ -43,7 +43,7 @@ def embed(model: str, text: str, task: str | None = None, title: str | None = No
 
 @pytest.fixture()
 def sdk(server):
-    return make_client(server.base_url, EMULATOR_KEY, retry_attempts=1)
+    return make_client(server.base_url, EMULATOR_KEY)
 
 
 def test_001_has_its_own_vector_space():
