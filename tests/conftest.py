@@ -1,6 +1,7 @@
 """Shared fixtures: the repo's own limits profiles and chunk settings."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -13,6 +14,10 @@ EMULATOR_KEY = "sk-emulator-SECRET-4242"  # distinctive, so tests can prove it n
 
 # Never let google-auth probe a metadata server from tests.
 os.environ.setdefault("NO_GCE_CHECK", "true")
+
+# tests/airflow/ runs in the Airflow venv (`make test-airflow`); the base venv has no
+# Airflow and must not try to import it.
+collect_ignore = [] if importlib.util.find_spec("airflow") else ["airflow"]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,131 @@
+"""Harness for the Airflow tests (run by `make test-airflow` in the Airflow venv).
+
+One AIRFLOW_HOME per session: SQLite metadata database migrated once, the repository's
+``dags/`` plus ``tests/airflow/dags/`` as the DAG folder. DAGs run through Airflow's own
+``airflow dags test`` in a subprocess, exactly as a user would run them; what a run left
+(task states, tries, XComs, triggers) is read back from the metadata database.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+AIRFLOW = Path(sys.executable).parent / "airflow"
+DAG_DIRS = (REPO / "dags", Path(__file__).parent / "dags")
+SCRUBBED = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "EMBEDPIPE_CRASH_AT")
+
+# Tests that import Airflow in this process (operators, DAG files) must not write into
+# the user's ~/airflow.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-in-process-")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+
+
+@dataclass
+class DagTest:
+    """One finished ``airflow dags test`` and what it left in the metadata database."""
+
+    dag_id: str
+    returncode: int
+    log: str
+    db: Path
+    dag_run_id: int
+    state: str
+    seconds: float
+
+    def explain(self) -> str:
+        return (f"`airflow dags test {self.dag_id}` exited {self.returncode} (run {self.state}) "
+                f"after {self.seconds:.0f}s; log tail:\n{self.log[-6000:]}")
+
+    def _query(self, sql: str, *args):
+        with sqlite3.connect(self.db) as con:
+            return con.execute(sql, args).fetchall()
+
+    def xcom(self, task_id: str, key: str = "return_value"):
+        rows = self._query("SELECT value FROM xcom WHERE dag_run_id=? AND task_id=? AND key=?",
+                           self.dag_run_id, task_id, key)
+        assert rows, f"no XCom {key!r} from {task_id}\n{self.explain()}"
+        return json.loads(rows[0][0])
+
+    def task(self, task_id: str) -> tuple[str, int]:
+        """(state, try_number) of a task of this run."""
+        rows = self._query(
+            "SELECT ti.state, ti.try_number FROM task_instance ti JOIN dag_run dr "
+            "ON ti.dag_id = dr.dag_id AND ti.run_id = dr.run_id WHERE dr.id=? AND ti.task_id=?",
+            self.dag_run_id, task_id)
+        assert rows, f"no task {task_id}\n{self.explain()}"
+        return rows[0]
+
+    def triggers(self, task_id: str) -> list[tuple[str, dict]]:
+        """(classpath, kwargs) of the triggers the task deferred to."""
+        rows = self._query(
+            "SELECT t.classpath, t.kwargs FROM trigger t JOIN task_instance ti ON ti.trigger_id = t.id "
+            "JOIN dag_run dr ON ti.dag_id = dr.dag_id AND ti.run_id = dr.run_id "
+            "WHERE dr.id=? AND ti.task_id=?", self.dag_run_id, task_id)
+        return [(classpath, json.loads(kwargs)) for classpath, kwargs in rows]
+
+    def reschedules(self, task_id: str) -> int:
+        return self._query(
+            "SELECT count(*) FROM task_reschedule tr JOIN task_instance ti ON tr.ti_id = ti.id "
+            "JOIN dag_run dr ON ti.dag_id = dr.dag_id AND ti.run_id = dr.run_id "
+            "WHERE dr.id=? AND ti.task_id=?", self.dag_run_id, task_id)[0][0]
+
+
+class AirflowHome:
+    def __init__(self, root: Path):
+        self.root = root
+        self.dags = root / "dags"
+        self.dags.mkdir(parents=True)
+        for folder in DAG_DIRS:
+            for dag_file in folder.glob("*.py"):
+                (self.dags / dag_file.name).symlink_to(dag_file)
+        self.db = root / "airflow.db"
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+        env.update({
+            "AIRFLOW_HOME": str(self.root),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "NO_GCE_CHECK": "true",
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(extra or {})
+        return env
+
+    def airflow(self, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([str(AIRFLOW), *args], env=self.env(env), cwd=REPO, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+
+    def dags_test(self, dag_id: str, logical_date: str, conf: dict, *,
+                  env: dict | None = None, timeout: float = 420) -> DagTest:
+        started = time.monotonic()
+        proc = self.airflow("dags", "test", dag_id, logical_date, "--conf", json.dumps(conf),
+                            env=env, timeout=timeout)
+        with sqlite3.connect(self.db) as con:
+            row = con.execute("SELECT id, state FROM dag_run WHERE dag_id=? ORDER BY id DESC LIMIT 1",
+                              (dag_id,)).fetchone()
+        assert row, f"`airflow dags test {dag_id}` created no run:\n{proc.stdout[-4000:]}"
+        return DagTest(dag_id, proc.returncode, proc.stdout, self.db, row[0], row[1],
+                       time.monotonic() - started)
+
+    def files_containing(self, needle: str) -> list[Path]:
+        data = needle.encode()
+        return [p for p in self.root.rglob("*") if p.is_file() and data in p.read_bytes()]
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory) -> AirflowHome:
+    home = AirflowHome(tmp_path_factory.mktemp("airflow-home"))
+    migrated = home.airflow("db", "migrate")
+    assert migrated.returncode == 0, migrated.stdout[-4000:]
+    return home
