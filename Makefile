@@ -33,9 +33,9 @@ test: install
 	$(PY) -m pytest -q
 	$(MAKE) test-airflow
 
-# The Airflow operators and shipped DAGs, run with `airflow dags test` (tests/airflow/).
+# The Airflow operators and shipped DAGs, run with `airflow dags test` (tests/airflow_provider/).
 test-airflow: install-airflow
-	$(AIRFLOW_PY) -m pytest -q tests/airflow
+	$(AIRFLOW_PY) -m pytest -q tests/airflow_provider
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from airflow_harness import airflow_home  # noqa: F401 (pytest fixture)
 from run_helpers import (
     LOCAL,
     assert_every_planned_chunk_once,
@@ -141,7 +142,7 @@ def test_nightly_pays_only_for_what_changed(airflow_home, corpus, output_uri, tm
 def test_task_retries_never_pay_twice(airflow_home, corpus, output_uri):
     conf = {
         "config": LOCAL, "output": output_uri, "sources": [str(corpus)],
-        "overrides": ["emulator.pending_seconds=6", "requests.max_lines_per_file=2", *FAST],
+        "overrides": ["emulator.pending_seconds=20", "requests.max_lines_per_file=2", *FAST],
     }
     probe = airflow_home.dags_test("embedpipe_retry_probe", "2026-11-01", conf)
     assert probe.returncode == 0 and probe.state == "success", probe.explain()
@@ -150,7 +151,8 @@ def test_task_retries_never_pay_twice(airflow_home, corpus, output_uri):
     assert probe.task("submit") == ("success", 2), probe.explain()
     assert probe.task("collect") == ("success", 2), probe.explain()
     assert "was killed by signal 9" in probe.log, probe.explain()
-    # The non-deferrable wait: reschedule mode freed the slot between checks.
+    # The non-deferrable wait: reschedule mode freed the slot between checks (the jobs
+    # stay pending 20 s, longer than the retried submit leaves before the first check).
     assert probe.task("wait") == ("success", 1) and probe.reschedules("wait") >= 1
     assert probe.triggers("wait") == []
     run_dir = Path(output_uri, "runs", probe.xcom("submit", key="run_id"))

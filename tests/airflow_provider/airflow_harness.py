@@ -1,5 +1,8 @@
 """Harness for the Airflow tests (run by `make test-airflow` in the Airflow venv).
 
+Test modules take the session fixture with
+``from airflow_harness import airflow_home  # noqa: F401 (pytest fixture)``.
+
 One AIRFLOW_HOME per session: SQLite metadata database migrated once, the repository's
 ``dags/`` plus ``tests/airflow/dags/`` as the DAG folder. DAGs run through Airflow's own
 ``airflow dags test`` in a subprocess, exactly as a user would run them; what a run left
@@ -12,7 +15,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +25,6 @@ REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = Path(sys.executable).parent / "airflow"
 DAG_DIRS = (REPO / "dags", Path(__file__).parent / "dags")
 SCRUBBED = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "EMBEDPIPE_CRASH_AT")
-
-# Tests that import Airflow in this process (operators, DAG files) must not write into
-# the user's ~/airflow.
-os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-in-process-")
-os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 
 @dataclass
