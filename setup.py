@@ -15,7 +15,7 @@ setup(
     ),
     package_data={"pipeline": ["configs/*.yaml"]},
     install_requires=[
-        "apache-beam[gcp]>=2.70,<3",
+        "apache-beam[gcp]==2.77.*",  # = the SDK image of dataflow/Dockerfile
         "google-genai>=2.34,<4",
         "google-cloud-storage>=2.16,<4",
         "pyarrow>=16",
