@@ -15,17 +15,10 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
 
-from embedpipe_airflow.operators import EmbedpipeCollectOperator, EmbedpipeSubmitOperator
-from embedpipe_airflow.sensors import EmbedpipeRunSensor
+from embedpipe_airflow.flows import run_params, submit_wait_collect
 
 CONFIG = "/opt/embedpipe/configs/dataflow.yaml"
 OUTPUT = "gs://YOUR_BUCKET/embedpipe"
-GEMINI_CONN_ID = "embedpipe_gemini"
-
-LAUNCH = {
-    "gemini_conn_id": "{{ params.gemini_conn_id }}",
-    "env": "{{ params.env }}",
-}
 
 with DAG(
     dag_id="embedpipe_backfill",
@@ -37,37 +30,12 @@ with DAG(
     render_template_as_native_obj=True,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
     params={
-        "config": Param(CONFIG, type="string", description="run config on the workers"),
-        "output": Param(OUTPUT, type="string", description="run output, local or gs://"),
-        "sources": Param([], type="array", description="the corpus; empty: the config's sources"),
-        "max_cost_usd": Param(100.0, type="number", minimum=0, description="budget, batch price"),
-        "overrides": Param([], type="array", description="more --set key=value items"),
-        "env": Param({}, type="object", description="extra, non-secret environment"),
-        "gemini_conn_id": Param(GEMINI_CONN_ID, type=["null", "string"]),
-        "poll_seconds": Param(900, type="number", description="between two status passes"),
+        **run_params(CONFIG, OUTPUT, poll_seconds=900),
+        "max_cost_usd": Param(100.0, type="number", minimum=0, description="budget at batch price"),
     },
     tags=["embedpipe"],
 ) as dag:
-    submit = EmbedpipeSubmitOperator(
-        task_id="submit",
-        config="{{ params.config }}",
-        output_uri="{{ params.output }}",
-        sources="{{ params.sources }}",
+    submit_wait_collect(
+        wait_timeout=timedelta(days=7),  # waves x up to 24 h each
         overrides="{{ ['max_cost_usd=' ~ params.max_cost_usd] + params.overrides }}",
-        **LAUNCH,
     )
-    wait = EmbedpipeRunSensor(
-        task_id="wait",
-        output_uri="{{ params.output }}",
-        run_id=submit.output["run_id"],
-        poll_interval="{{ params.poll_seconds }}",
-        timeout=timedelta(days=7),  # waves x up to 24 h each
-        **LAUNCH,
-    )
-    collect = EmbedpipeCollectOperator(
-        task_id="collect",
-        output_uri="{{ params.output }}",
-        run_id=submit.output["run_id"],
-        **LAUNCH,
-    )
-    submit >> wait >> collect

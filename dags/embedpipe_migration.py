@@ -13,21 +13,25 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, chain
 
+from embedpipe_airflow.flows import LAUNCH_FROM_PARAMS
 from embedpipe_airflow.operators import EmbedpipeCommandOperator
 
 CONFIG = "/opt/embedpipe/configs/migration.yaml"
 OUTPUT = "gs://YOUR_BUCKET/embedpipe-migration"
-GEMINI_CONN_ID = "embedpipe_gemini"
-
-LAUNCH = {
-    "gemini_conn_id": "{{ params.gemini_conn_id }}",
-    "env": "{{ params.env }}",
-}
 COMMON_PARAMS = {
     "output": Param(OUTPUT, type="string", description="migration output, local or gs://"),
     "env": Param({}, type="object", description="extra, non-secret environment"),
-    "gemini_conn_id": Param(GEMINI_CONN_ID, type=["null", "string"]),
+    "gemini_conn_id": Param("embedpipe_gemini", type=["null", "string"]),
 }
+
+
+def migrate(task_id: str, *args, **kwargs) -> EmbedpipeCommandOperator:
+    """An ``embedpipe migrate ...`` task on this DAG's output."""
+    return EmbedpipeCommandOperator(
+        task_id=task_id, command=["migrate", *args, "--output", "{{ params.output }}"],
+        **LAUNCH_FROM_PARAMS, **kwargs,
+    )
+
 
 with DAG(
     dag_id="embedpipe_migration",
@@ -51,50 +55,24 @@ with DAG(
     },
     tags=["embedpipe", "migration"],
 ) as dag:
-    output = "{{ params.output }}"
-    import_legacy = EmbedpipeCommandOperator(
-        task_id="import_legacy",
-        command=["migrate", "import", "--config", "{{ params.config }}",
-                 "--legacy", "{{ params.legacy }}", "--output", output],
-        **LAUNCH,
+    evaluate = ("--queries", "{{ params.queries }}", "-k", "{{ params.k }}")
+    chain(
+        migrate("import_legacy", "import", "--config", "{{ params.config }}",
+                "--legacy", "{{ params.legacy }}"),
+        migrate("plan", "plan", "--fraction", "{{ params.pilot_fraction }}"),
+        migrate("reembed_pilot", "run", "--fraction", "{{ params.pilot_fraction }}",
+                execution_timeout=timedelta(hours=30)),
+        migrate("evaluate_pilot", "evaluate", *evaluate),
+        migrate("reembed_all", "run", execution_timeout=timedelta(days=7)),
+        migrate("evaluate_all", "evaluate", *evaluate),
+        EmbedpipeCommandOperator(
+            task_id="cutover",
+            command="{{ ['migrate', 'cutover', '--output', params.output]"
+                    " + (['--force'] if params.force_cutover else []) }}",
+            retries=0,  # a refused cut-over is a decision, not a fault
+            **LAUNCH_FROM_PARAMS,
+        ),
     )
-    plan = EmbedpipeCommandOperator(
-        task_id="plan",
-        command=["migrate", "plan", "--output", output, "--fraction", "{{ params.pilot_fraction }}"],
-        **LAUNCH,
-    )
-    pilot = EmbedpipeCommandOperator(
-        task_id="reembed_pilot",
-        command=["migrate", "run", "--output", output, "--fraction", "{{ params.pilot_fraction }}"],
-        execution_timeout=timedelta(hours=30),
-        **LAUNCH,
-    )
-    evaluate_pilot = EmbedpipeCommandOperator(
-        task_id="evaluate_pilot",
-        command=["migrate", "evaluate", "--output", output,
-                 "--queries", "{{ params.queries }}", "-k", "{{ params.k }}"],
-        **LAUNCH,
-    )
-    full = EmbedpipeCommandOperator(
-        task_id="reembed_all",
-        command=["migrate", "run", "--output", output],
-        execution_timeout=timedelta(days=7),
-        **LAUNCH,
-    )
-    evaluate_full = EmbedpipeCommandOperator(
-        task_id="evaluate_all",
-        command=["migrate", "evaluate", "--output", output,
-                 "--queries", "{{ params.queries }}", "-k", "{{ params.k }}"],
-        **LAUNCH,
-    )
-    cutover = EmbedpipeCommandOperator(
-        task_id="cutover",
-        command="{{ ['migrate', 'cutover', '--output', params.output]"
-                " + (['--force'] if params.force_cutover else []) }}",
-        retries=0,  # a refused cut-over is a decision, not a fault
-        **LAUNCH,
-    )
-    chain(import_legacy, plan, pilot, evaluate_pilot, full, evaluate_full, cutover)
 
 with DAG(
     dag_id="embedpipe_migration_rollback",
@@ -106,8 +84,4 @@ with DAG(
     params=COMMON_PARAMS,
     tags=["embedpipe", "migration"],
 ) as rollback_dag:
-    EmbedpipeCommandOperator(
-        task_id="rollback",
-        command=["migrate", "rollback", "--output", "{{ params.output }}"],
-        **LAUNCH,
-    )
+    migrate("rollback", "rollback")

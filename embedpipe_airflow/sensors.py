@@ -82,7 +82,7 @@ class EmbedpipeRunSensor(EmbedpipeLaunchMixin, BaseSensorOperator):
         self.defer(
             trigger=EmbedpipeRunTrigger(
                 output=self.output_uri, run_id=self.run_id, poll_interval=self.poke_interval,
-                **self.launch_kwargs(),
+                launch=self.launch_kwargs(),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),

@@ -29,48 +29,25 @@ class EmbedpipeRunTrigger(BaseTrigger):
     ``gemini_conn_id`` itself when it starts the child.
     """
 
-    def __init__(
-        self,
-        *,
-        output: str,
-        run_id: str,
-        poll_interval: float = 300.0,
-        gemini_conn_id: str | None = None,
-        api_key_env: str = "GEMINI_API_KEY",
-        embedpipe_bin: str | None = None,
-        env: dict[str, str] | None = None,
-        cwd: str | None = None,
-    ):
+    def __init__(self, *, output: str, run_id: str, poll_interval: float = 300.0,
+                 launch: dict[str, Any] | None = None):
+        """``launch``: ``EmbedpipeHook``'s keyword arguments (connection id, key variable
+        name, executable, extra environment, working directory)."""
         super().__init__()
         self.output = output
         self.run_id = run_id
         self.poll_interval = float(poll_interval)
-        self.gemini_conn_id = gemini_conn_id
-        self.api_key_env = api_key_env
-        self.embedpipe_bin = embedpipe_bin
-        self.env = dict(env or {})
-        self.cwd = cwd
+        self.launch = dict(launch or {})
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "output": self.output,
-                "run_id": self.run_id,
-                "poll_interval": self.poll_interval,
-                "gemini_conn_id": self.gemini_conn_id,
-                "api_key_env": self.api_key_env,
-                "embedpipe_bin": self.embedpipe_bin,
-                "env": self.env,
-                "cwd": self.cwd,
-            },
+            {"output": self.output, "run_id": self.run_id, "poll_interval": self.poll_interval,
+             "launch": self.launch},
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = EmbedpipeHook(
-            gemini_conn_id=self.gemini_conn_id, api_key_env=self.api_key_env,
-            embedpipe_bin=self.embedpipe_bin, env=self.env, cwd=self.cwd,
-        )
+        hook = EmbedpipeHook(**self.launch)
         polls = 0
         while True:
             result = await hook.arun(status_args(self.output, self.run_id))

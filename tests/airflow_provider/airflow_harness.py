@@ -11,7 +11,6 @@ One AIRFLOW_HOME per session: SQLite metadata database migrated once, the reposi
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -20,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from run_helpers import cli_env
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = Path(sys.executable).parent / "airflow"
 DAG_DIRS = (REPO / "dags", Path(__file__).parent / "dags")
-SCRUBBED = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "EMBEDPIPE_CRASH_AT")
 
 
 @dataclass
@@ -88,13 +87,11 @@ class AirflowHome:
         self.db = root / "airflow.db"
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+        env = cli_env()  # no key and no crash point leaks in from the test environment
         env.update({
             "AIRFLOW_HOME": str(self.root),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "NO_GCE_CHECK": "true",
-            "PYTHONUNBUFFERED": "1",
         })
         env.update(extra or {})
         return env

@@ -134,7 +134,8 @@ def test_nightly_pays_only_for_what_changed(airflow_home, corpus, output_uri, tm
     for dag_run in (first, second, third):
         assert key not in dag_run.log
         for _, kwargs in dag_run.triggers("wait"):
-            assert kwargs["gemini_conn_id"] == "embedpipe_gemini" and key not in json.dumps(kwargs)
+            assert kwargs["launch"]["gemini_conn_id"] == "embedpipe_gemini"
+            assert key not in json.dumps(kwargs)
     assert airflow_home.files_containing(key) == []  # metadata DB (XComs, triggers), logs, config
     assert [p for p in Path(output_uri).rglob("*") if p.is_file() and key.encode() in p.read_bytes()] == []
 

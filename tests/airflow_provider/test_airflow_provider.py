@@ -64,16 +64,17 @@ def test_executable_resolution():
 
 def test_trigger_round_trips_and_names_the_connection_never_the_key():
     trigger = EmbedpipeRunTrigger(
-        output="gs://b/out", run_id="r1", poll_interval=30, gemini_conn_id="embedpipe_gemini",
-        env={"STORAGE_EMULATOR_HOST": "http://127.0.0.1:1"},
+        output="gs://b/out", run_id="r1", poll_interval=30,
+        launch={"gemini_conn_id": "embedpipe_gemini",
+                "env": {"STORAGE_EMULATOR_HOST": "http://127.0.0.1:1"}},
     )
     classpath, kwargs = trigger.serialize()
     from airflow.sdk._shared.module_loading import import_string
 
     again = import_string(classpath)(**json.loads(json.dumps(kwargs)))
     assert again.serialize() == (classpath, kwargs)
-    assert kwargs["gemini_conn_id"] == "embedpipe_gemini"
-    assert not {"password", "api_key", "key"} & set(kwargs)
+    assert kwargs["launch"]["gemini_conn_id"] == "embedpipe_gemini"
+    assert not {"password", "api_key", "key"} & (set(kwargs) | set(kwargs["launch"]))
 
 
 @pytest.mark.parametrize("variable", ["GEMINI_API_KEY", "GOOGLE_API_KEY", "MY_KEY"])
