@@ -34,8 +34,10 @@ test: install
 	$(MAKE) test-airflow
 
 # The Airflow operators and shipped DAGs, run with `airflow dags test` (tests/airflow_provider/).
+# A private --basetemp: the session keeps an Airflow home (SQLite) for minutes, and pytest
+# runs of other checkouts on the same machine prune the shared /tmp/pytest-of-<user>.
 test-airflow: install-airflow
-	$(AIRFLOW_PY) -m pytest -q tests/airflow_provider
+	$(AIRFLOW_PY) -m pytest -q --basetemp=$(AIRFLOW_VENV)/pytest-tmp tests/airflow_provider
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
