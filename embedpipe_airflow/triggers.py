@@ -50,6 +50,7 @@ class EmbedpipeRunTrigger(BaseTrigger):
         hook = EmbedpipeHook(**self.launch)
         polls = 0
         while True:
+            await asyncio.sleep(self.poll_interval)  # the sensor checked just before deferring
             result = await hook.arun(status_args(self.output, self.run_id))
             polls += 1
             if result.returncode == EXIT_OK:
@@ -63,4 +64,3 @@ class EmbedpipeRunTrigger(BaseTrigger):
                 return
             self.log.info("run %s pending after poll %d; request files by state: %s",
                           self.run_id, polls, result.json().get("jobs"))
-            await asyncio.sleep(self.poll_interval)

@@ -69,7 +69,7 @@ def part_rows(output: str, run_id: str) -> list[dict]:
 
 
 def test_nightly_pays_only_for_what_changed(airflow_home, corpus, output_uri, tmp_path):
-    with standalone_emulator(tmp_path / "emulator", pending_seconds=12) as (_, base_url, key):
+    with standalone_emulator(tmp_path / "emulator", pending_seconds=15) as (_, base_url, key):
         conf = {
             "config": LOCAL, "output": output_uri, "sources": [str(corpus)], "poll_seconds": 2,
             "overrides": ["backend=gemini", f"gemini.base_url={base_url}", *FAST],
