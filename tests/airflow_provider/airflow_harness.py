@@ -10,6 +10,7 @@ One AIRFLOW_HOME per session: SQLite metadata database migrated once, the reposi
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import subprocess
@@ -24,6 +25,14 @@ from run_helpers import cli_env
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = Path(sys.executable).parent / "airflow"
 DAG_DIRS = (REPO / "dags", Path(__file__).parent / "dags")
+
+
+def query(db: Path, sql: str, *args) -> list[tuple]:
+    """Read Airflow's metadata database (SQLite in WAL mode) read-only, and close the
+    connection: a connection left open between tests keeps a snapshot of a database
+    the next `airflow dags test` writes to."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+        return con.execute(sql, args).fetchall()
 
 
 @dataclass
@@ -43,8 +52,7 @@ class DagTest:
                 f"after {self.seconds:.0f}s; log tail:\n{self.log[-6000:]}")
 
     def _query(self, sql: str, *args):
-        with sqlite3.connect(self.db) as con:
-            return con.execute(sql, args).fetchall()
+        return query(self.db, sql, *args)
 
     def xcom(self, task_id: str, key: str = "return_value"):
         rows = self._query("SELECT value FROM xcom WHERE dag_run_id=? AND task_id=? AND key=?",
@@ -105,12 +113,11 @@ class AirflowHome:
         started = time.monotonic()
         proc = self.airflow("dags", "test", dag_id, logical_date, "--conf", json.dumps(conf),
                             env=env, timeout=timeout)
-        with sqlite3.connect(self.db) as con:
-            row = con.execute("SELECT id, state FROM dag_run WHERE dag_id=? ORDER BY id DESC LIMIT 1",
-                              (dag_id,)).fetchone()
-        assert row, f"`airflow dags test {dag_id}` created no run:\n{proc.stdout[-4000:]}"
-        return DagTest(dag_id, proc.returncode, proc.stdout, self.db, row[0], row[1],
-                       time.monotonic() - started)
+        rows = query(self.db, "SELECT id, state FROM dag_run WHERE dag_id=? ORDER BY id DESC LIMIT 1",
+                     dag_id)
+        assert rows, f"`airflow dags test {dag_id}` created no run:\n{proc.stdout[-4000:]}"
+        return DagTest(dag_id, proc.returncode, proc.stdout, self.db, *rows[0],
+                       seconds=time.monotonic() - started)
 
     def files_containing(self, needle: str) -> list[Path]:
         data = needle.encode()
