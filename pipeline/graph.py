@@ -64,7 +64,9 @@ def request_sizing(settings: Settings, paths: RunPaths | None = None) -> Request
 
 def build_prepare(
     p: beam.Pipeline, settings: Settings, paths: RunPaths, previous: PreviousRun | None = None
-) -> None:
+) -> list[beam.PCollection]:
+    """Returns the outputs of every write, so a caller can run a step after all of them
+    (the Flex Template's "Mark prepared", see dataflow/flex_template.py)."""
     c = settings.config
     exclude = None if fs.is_remote(paths.output) else os.path.abspath(paths.output) + os.sep
     chunk_settings = settings.chunk_settings()
@@ -72,18 +74,21 @@ def build_prepare(
         c.sources, exclude_prefix=exclude, roots=chunk_settings.source_roots
     )
     outcomes = []
+    written = []
     if previous is not None:
         diff = sources | "DiffAgainstLastRun" >> DiffAgainstLastRun(previous)
         sources = diff.changed
         outcomes.append(diff[UNCHANGED])
-        _ = diff[UNCHANGED] | "Carry unchanged rows" >> CarryUnchanged(previous, paths.embeddings)
-        (
+        written.append(
+            diff[UNCHANGED] | "Carry unchanged rows" >> CarryUnchanged(previous, paths.embeddings)
+        )
+        written.append(
             diff[UNCHANGED]
             | "Carry unchanged dead letters" >> CarryDeadLetters(previous)
             | "Write carried dead letters"
             >> beam.io.WriteToText(fs.join(paths.deadletters, "carried"), file_name_suffix=".jsonl")
         )
-        (
+        written.append(
             diff[TOMBSTONES]
             | "Tombstones to JSON" >> beam.Map(_to_json_line)
             | "Write tombstones"
@@ -94,24 +99,25 @@ def build_prepare(
     files = chunked.chunks | "PlanRequests" >> PlanRequests(
         paths.requests, request_sizing(settings, paths)
     )
-    (
+    written.append(
         files
         | "Gather request files" >> beam.combiners.ToList()
         | "Write request index" >> beam.Map(_write_index, paths.request_index)
     )
-    (
+    written.append(
         chunked.deadletters
         | "Dead letters to JSON" >> beam.Map(_to_json_line)
         | "WriteDeadLetters"
         >> beam.io.WriteToText(fs.join(paths.deadletters, "chunk"), file_name_suffix=".jsonl")
     )
-    (
+    written.append(
         outcomes
         | "All outcomes" >> beam.Flatten()
         | "Outcomes to JSON" >> beam.Map(_to_json_line)
         | "Write listing"
         >> beam.io.WriteToText(fs.join(paths.listing, "objects"), file_name_suffix=".jsonl")
     )
+    return written
 
 
 def run_prepare(

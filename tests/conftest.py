@@ -1,7 +1,9 @@
 """Shared fixtures: the repo's own limits profiles and chunk settings."""
 from __future__ import annotations
 
+import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,16 @@ EMULATOR_KEY = "sk-emulator-SECRET-4242"  # distinctive, so tests can prove it n
 
 # Never let google-auth probe a metadata server from tests.
 os.environ.setdefault("NO_GCE_CHECK", "true")
+
+# tests/airflow_provider/ runs in the Airflow venv (`make test-airflow`); the base venv has
+# no Airflow and must not try to import it. Where Airflow is installed, tests that import
+# it in-process get a throwaway AIRFLOW_HOME instead of writing into ~/airflow.
+if importlib.util.find_spec("airflow"):
+    collect_ignore: list[str] = []
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-home-")
+    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+else:
+    collect_ignore = ["airflow_provider"]
 
 
 @pytest.fixture(scope="session")
