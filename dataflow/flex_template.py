@@ -36,21 +36,10 @@ import apache_beam as beam
 import yaml
 from pydantic import BaseModel
 
-from pipeline import graph
+from pipeline import graph, preflight
 from pipeline.config import RunConfig, load_settings
-from pipeline.run import (
-    RunContext,
-    acquire_run,
-    phase_reached,
-    previous_run,
-    set_phase,
-    start_run,
-    update_run_state,
-    validate_sources,
-    write_plan,
-)
+from pipeline.run import RunContext, acquire_run, begin_prepare, phase_reached, set_phase, write_plan
 from pipeline.run_layout import RunPaths
-from transforms import fs
 
 METADATA = Path(__file__).with_name("metadata.json")
 CONFIG_PARAMETER = {
@@ -130,15 +119,14 @@ def launch(argv: list[str]) -> RunPaths:
     """Claim the run and launch its prepare pipeline; returns without waiting for it."""
     config, overrides, beam_args = parse_parameters(argv)
     settings = load_settings(config, overrides=overrides)
-    validate_sources(settings)
+    preflight.check_beam_options(settings, beam_args)
+    preflight.check_sources(settings, strict=False)
+    preflight.check_output(settings.config.output)
     paths, _resumed = acquire_run(settings)
     if phase_reached(paths, "prepared"):
         logging.warning("run %s is already prepared: nothing to launch", paths.run_id)
         return paths
-    if not fs.exists(paths.run_state):
-        start_run(settings, paths)
-    previous = previous_run(settings, paths)
-    update_run_state(paths, previous_run=previous and previous.run_id)
+    previous = begin_prepare(RunContext(settings, paths))
     p = beam.Pipeline(options=graph.pipeline_options(settings, beam_args))
     written = graph.build_prepare(p, settings, paths, previous)
     _ = (

@@ -318,6 +318,15 @@ def _count_lines(pattern: str) -> int:
     return sum(1 for _ in read_jsonl_glob(pattern))
 
 
+def begin_prepare(ctx: RunContext) -> PreviousRun | None:
+    """Record the run (if new) and the previous run it diffs against; returns that run."""
+    if not fs.exists(ctx.paths.run_state):
+        start_run(ctx.settings, ctx.paths)
+    previous = previous_run(ctx.settings, ctx.paths)
+    update_run_state(ctx.paths, previous_run=previous and previous.run_id)
+    return previous
+
+
 def prepare(ctx: RunContext) -> dict:
     """List, chunk and write request files; then the plan (nothing is submitted).
 
@@ -326,12 +335,9 @@ def prepare(ctx: RunContext) -> dict:
     """
     if phase_reached(ctx.paths, "prepared"):
         return read_json(ctx.paths.plan)
-    if not fs.exists(ctx.paths.run_state):
-        start_run(ctx.settings, ctx.paths)
     from pipeline import graph
 
-    previous = previous_run(ctx.settings, ctx.paths)
-    update_run_state(ctx.paths, previous_run=previous and previous.run_id)
+    previous = begin_prepare(ctx)
     graph.run_prepare(ctx.settings, ctx.paths, list(ctx.beam_args), previous)
     plan = write_plan(ctx)
     set_phase(ctx.paths, "prepared")
