@@ -4,7 +4,9 @@ Speaks the REST protocol the official ``google-genai`` SDK uses (research note
 gemini-batch-api.md §7): resumable uploads, Files, ``batchEmbedContents``,
 ``embedContent``, ``asyncBatchEmbedContent`` and batch Operations, under any ``v1*``
 version prefix. Admin endpoints under ``/_emulator/`` need no API key:
-``GET /_emulator/stats``, ``GET|POST /_emulator/faults``, ``POST /_emulator/reset``.
+``GET /_emulator/stats``, ``GET|POST /_emulator/faults``, ``POST /_emulator/reset``,
+``POST /_emulator/release`` (``{"jobs": [names]}`` or ``{}`` for all: ends the hold of
+jobs created while ``hold_jobs`` was set).
 """
 from __future__ import annotations
 
@@ -130,6 +132,7 @@ class EmulatorApp:
             _Route("GET", r(r"^/_emulator/faults$"), "admin.faults", self._admin_faults_get, False),
             _Route("POST", r(r"^/_emulator/faults$"), "admin.faults", self._admin_faults_set, False),
             _Route("POST", r(r"^/_emulator/reset$"), "admin.reset", self._admin_reset, False),
+            _Route("POST", r(r"^/_emulator/release$"), "admin.release", self._admin_release, False),
         ]
 
     # -- dispatch --------------------------------------------------------------------
@@ -352,6 +355,9 @@ class EmulatorApp:
                     "successful": job.successful if state == "SUCCEEDED" else 0,
                     "failed": job.failed if state == "SUCCEEDED" else 0,
                     "billed_tokens": job.billed_tokens if state == "SUCCEEDED" else 0,
+                    "held": job.held,
+                    "enqueued_jobs_at_create": job.enqueued_jobs_at_create,
+                    "enqueued_tokens_at_create": job.enqueued_tokens_at_create,
                 })
             files = len(self.store.files)
         with self._lock:
@@ -393,6 +399,13 @@ class EmulatorApp:
     def _admin_reset(self, req: Request) -> Reply:
         self.reset()
         return Reply.of({})
+
+    def _admin_release(self, req: Request) -> Reply:
+        body = req.json()
+        names = body.get("jobs") if isinstance(body, dict) else None
+        if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise invalid_argument("release: 'jobs' must be a list of batch names")
+        return Reply.of({"released": self.batches.release(names)})
 
 
 def _fault_error(fault: HttpFault) -> ApiError:
@@ -541,6 +554,18 @@ class EmulatorServer:
 
     def reset(self) -> None:
         self.app.reset()
+
+    def hold_jobs(self, state: str | None = "PENDING") -> None:
+        """Jobs created from now on stay ``state`` until released (None: stop holding)."""
+        self.faults.update({"hold_jobs": state})
+
+    def release_jobs(self, names: list[str] | None = None) -> list[str]:
+        """Release held jobs (all, or the named ones); returns the released names."""
+        return self.app.batches.release(names)
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Block until every due job has been processed (see ``BatchService.wait_idle``)."""
+        return self.app.batches.wait_idle(timeout)
 
     def __enter__(self) -> "EmulatorServer":
         self.start()
