@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.util
 import json
 import os
 import secrets
@@ -45,6 +46,16 @@ def _embedpipe_argv() -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-m", "pipeline.cli"]
+
+
+def write_sample_corpus(root: Path) -> Path:
+    """The demo's 39 text documents (``scripts/sample_corpus.py``) under ``root/corpus``."""
+    spec = importlib.util.spec_from_file_location("sample_corpus", REPO / "scripts" / "sample_corpus.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    corpus = Path(root) / "corpus"
+    assert len(module.write_corpus(str(corpus))) == 39
+    return corpus
 
 
 # -- running the CLI -------------------------------------------------------------------
@@ -149,6 +160,24 @@ def standalone_emulator(state_dir, port: int = 0, **kwargs) -> Iterator[tuple]:
         yield server, base_url, key
     finally:
         server.stop()
+
+
+def drive_held_jobs(server, output, env: dict[str, str], max_passes: int = 50) -> list[Result]:
+    """Split mode against an emulator that holds every new job (``hold_jobs``): release
+    what is held, let the emulator process it (no sleeping, no race), make one
+    ``status`` pass (which also submits the next wave, held again), until ``status``
+    says 0. Returns the status results."""
+    polls: list[Result] = []
+    for _ in range(max_passes):
+        server.release_jobs()
+        assert server.wait_idle(), "the emulator did not finish the released jobs"
+        res = embedpipe("status", "--output", str(output), env=env)
+        polls.append(res)
+        if res.returncode == 0:
+            return polls
+        assert res.returncode == EXIT_PENDING, res.explain()
+    raise AssertionError(f"status still pending after {max_passes} release/status passes:\n"
+                         f"{polls[-1].explain()}")
 
 
 def emulator_stats(state_dir) -> dict:
@@ -261,7 +290,27 @@ def token_sum(table: pa.Table) -> int:
     return sum(t or 0 for t in table.column("token_count").to_pylist())
 
 
-# -- the two rules, as assertions ------------------------------------------------------
+# -- the rules, as assertions ----------------------------------------------------------
+def assert_created_within_quota(run_dir: Path, stats: dict) -> list[dict]:
+    """The emulator's audit of every create of this run: the tokens (its own count) and
+    jobs already enqueued at that moment, plus the new job, stayed within the run's
+    ``quota.enqueued_tokens`` and ``quota.max_concurrent_jobs``. The emulator need not
+    enforce the quota (no 429 + retry can hide a client that ignores it). Returns the
+    run's jobs."""
+    config = read_json(run_dir / "run.json")["config"]["quota"]
+    quota, max_jobs = config["enqueued_tokens"], min(config["max_concurrent_jobs"], 100)
+    jobs = [j for j in stats["jobs"] if j["display_name"].startswith(f"embedpipe-{run_dir.name}-")]
+    for job in jobs:
+        assert job["enqueued_tokens_at_create"] + job["estimated_tokens"] <= quota, (
+            f"{job['display_name']} created with {job['enqueued_tokens_at_create']} tokens already "
+            f"enqueued + its {job['estimated_tokens']} > quota {quota}")
+        assert job["enqueued_jobs_at_create"] + 1 <= max_jobs, (
+            f"{job['display_name']} created with {job['enqueued_jobs_at_create']} jobs active "
+            f"(cap {max_jobs})")
+    return jobs
+
+
+
 def assert_one_success_per_request_file(run_dir: Path, stats: dict, *, exclusive: bool = True) -> dict:
     """Money is spent at most once: for every request file of the run (originals and
     follow-ups) the emulator holds exactly one SUCCEEDED job, and every other job for it
@@ -279,6 +328,7 @@ def assert_one_success_per_request_file(run_dir: Path, stats: dict, *, exclusive
     assert set(jobs) == set(records), (
         f"jobs for files the ledger does not know: {set(jobs) - set(records)}; "
         f"ledger records without a job: {set(records) - set(jobs)}")
+    assert_created_within_quota(run_dir, stats)
     for name, record in records.items():
         mine = jobs[name]
         succeeded = [j for j in mine if j["state"] == "SUCCEEDED"]
