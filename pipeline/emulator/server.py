@@ -6,7 +6,7 @@ gemini-batch-api.md §7): resumable uploads, Files, ``batchEmbedContents``,
 version prefix. Admin endpoints under ``/_emulator/`` need no API key:
 ``GET /_emulator/stats``, ``GET|POST /_emulator/faults``, ``POST /_emulator/reset``,
 ``POST /_emulator/release`` (``{"jobs": [names]}`` or ``{}`` for all: ends the hold of
-jobs created while ``hold_jobs`` was set).
+jobs created while ``hold_jobs`` was set; ``"wait": true`` answers once they are processed).
 """
 from __future__ import annotations
 
@@ -402,10 +402,13 @@ class EmulatorApp:
 
     def _admin_release(self, req: Request) -> Reply:
         body = req.json()
-        names = body.get("jobs") if isinstance(body, dict) else None
+        body = body if isinstance(body, dict) else {}
+        names = body.get("jobs")
         if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
             raise invalid_argument("release: 'jobs' must be a list of batch names")
-        return Reply.of({"released": self.batches.release(names)})
+        released = self.batches.release(names)
+        idle = self.batches.wait_idle() if body.get("wait") else None
+        return Reply.of({"released": released, "idle": idle})
 
 
 def _fault_error(fault: HttpFault) -> ApiError:
