@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -178,6 +179,65 @@ def drive_held_jobs(server, output, env: dict[str, str], max_passes: int = 50) -
         assert res.returncode == EXIT_PENDING, res.explain()
     raise AssertionError(f"status still pending after {max_passes} release/status passes:\n"
                          f"{polls[-1].explain()}")
+
+
+@dataclass
+class EmulatorProcess:
+    """``embedpipe emulator`` running as its own process (its output goes to files, so a
+    chatty log can never block it on a full pipe)."""
+
+    proc: subprocess.Popen
+    base_url: str
+    stdout: Path
+    stderr: Path
+
+    def admin(self, path: str, payload: dict | None = None) -> dict:
+        import httpx
+
+        url = f"{self.base_url}/_emulator/{path}"
+        reply = httpx.post(url, json=payload, timeout=120) if payload is not None else httpx.get(url, timeout=30)
+        reply.raise_for_status()
+        return reply.json()
+
+    def stop(self) -> int:
+        """Ctrl-C, as a user stops it; returns its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@contextlib.contextmanager
+def emulator_process(workdir: Path, *args: str, env: dict[str, str]) -> Iterator[EmulatorProcess]:
+    """Start ``embedpipe [args] emulator --port 0 ...`` (``args`` are the emulator's
+    options; a leading ``-v`` goes before the command) and wait for its URL."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    out, err = workdir / "emulator.stdout", workdir / "emulator.stderr"
+    verbose = [a for a in args if a == "-v"]
+    options = [a for a in args if a != "-v"]
+    with open(out, "w") as fo, open(err, "w") as fe:
+        proc = subprocess.Popen([*_embedpipe_argv(), *verbose, "emulator", "--port", "0", *options],
+                                cwd=REPO, env=env, stdout=fo, stderr=fe, text=True)
+    deadline = time.monotonic() + 120  # start-up only; nothing is asserted about its speed
+    url = None
+    while url is None:
+        found = [w for w in out.read_text().split() if w.startswith("http://")]
+        if found:
+            url = found[0]
+        elif proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"embedpipe emulator did not start (exit {proc.poll()}):\n{err.read_text()}")
+        else:
+            time.sleep(0.05)
+    emulator = EmulatorProcess(proc, url, out, err)
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
 
 
 def emulator_stats(state_dir) -> dict:
