@@ -141,8 +141,8 @@ def run_file_job(client: genai.Client, tmp_path, lines: list[dict]) -> dict[str,
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     up = client.files.upload(file=str(path), config={"mime_type": "jsonl"})
     job = client.batches.create_embeddings(model=MODEL, src={"file_name": up.name})
-    deadline = time.time() + 30
-    while not (job := client.batches.get(name=job.name)).done and time.time() < deadline:
+    deadline = time.monotonic() + 120  # a safety net: the job ends on its own
+    while not (job := client.batches.get(name=job.name)).done and time.monotonic() < deadline:
         time.sleep(0.02)
     assert job.state == types.JobState.JOB_STATE_SUCCEEDED, job.state
     rows = client.files.download(file=job.dest.file_name).decode().splitlines()

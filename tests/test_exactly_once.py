@@ -319,15 +319,20 @@ def test_a_refused_create_is_retried_then_its_chunks_are_dead_lettered(corpus, t
 
 def test_emulator_restart_while_jobs_pending(corpus, tmp_path):
     out, state_dir = tmp_path / "out", tmp_path / "emulator"
-    with standalone_emulator(state_dir, running_seconds=6) as (server, url, key):
+    held = FaultConfig(hold_jobs="RUNNING")  # the jobs stay active across the restart
+    with standalone_emulator(state_dir, faults=held) as (server, url, key):
         env = cli_env(api_key=key)
         res = embedpipe(*run_args("submit", corpus, out, *gemini_args(url), *ONE_WAVE), env=env)
         assert res.returncode == 0, res.explain()
         before = server.stats()["jobs"]
-    assert before and {j["state"] for j in before} <= {"PENDING", "RUNNING"}, before
+    assert before and {j["state"] for j in before} == {"RUNNING"}, before
 
     port = urlsplit(url).port
-    with standalone_emulator(state_dir, port=port, api_key=key, running_seconds=6) as (server, _url, _):
+    with standalone_emulator(state_dir, port=port, api_key=key) as (server, _url, _):
+        pending = embedpipe("status", "--output", str(out), env=env)
+        assert pending.returncode == EXIT_PENDING, pending.explain()
+        assert sorted(server.release_jobs()) == sorted(j["name"] for j in before)
+        assert server.wait_idle()
         polls, collect = wait_then_collect(out, env)
         assert collect.returncode == 0, collect.explain()
         stats = server.stats()

@@ -290,18 +290,19 @@ class BatchService:
         with self.store.lock:
             return sorted(self.store.jobs.values(), key=lambda j: (-j.create_time, j.id))
 
-    def release(self, names: list[str] | None = None) -> list[str]:
-        """Release held jobs (all, or those named ``batches/<id>``); returns their names."""
+    def release(self, names: list[str] | None = None, hold: str | None = None) -> list[str]:
+        """Release held jobs (all, or those named ``batches/<id>``), or move their hold on
+        to ``hold``; returns their names."""
         now = time.time()
         released = []
         with self.store.lock:
             for job in list(self.store.jobs.values()):
-                if job.held and (names is None or job.name in names):
-                    job.release(now)
+                if job.held and job.held != hold and (names is None or job.name in names):
+                    job.release(now, hold)
                     self.store.save_job(job)
                     released.append(job)
         for job in released:
-            if job.outcome == "SUCCEEDED" and job.cancelled_at is None:
+            if job.outcome == "SUCCEEDED" and job.cancelled_at is None and not job.held:
                 self._schedule(job)
         return sorted(j.name for j in released)
 

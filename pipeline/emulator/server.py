@@ -6,7 +6,8 @@ gemini-batch-api.md §7): resumable uploads, Files, ``batchEmbedContents``,
 version prefix. Admin endpoints under ``/_emulator/`` need no API key:
 ``GET /_emulator/stats``, ``GET|POST /_emulator/faults``, ``POST /_emulator/reset``,
 ``POST /_emulator/release`` (``{"jobs": [names]}`` or ``{}`` for all: ends the hold of
-jobs created while ``hold_jobs`` was set; ``"wait": true`` answers once they are processed).
+jobs created while ``hold_jobs`` was set, or moves it on with ``"hold": "RUNNING"``;
+``"wait": true`` answers once the released jobs are processed).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pipeline.emulator.embedder import Embedder, pick
 from pipeline.emulator.errors import ApiError, invalid_argument, not_found, permission_denied, resource_exhausted
-from pipeline.emulator.faults import FaultConfig, Faults, HttpFault
+from pipeline.emulator.faults import HOLD_STATES, FaultConfig, Faults, HttpFault
 from pipeline.emulator.jobs import BatchService, json_values
 from pipeline.emulator.state import FileRecord, Store, new_id
 from transforms.limits import DEFAULT_CONFIG_DIR, limits_from_mapping, load_limits_dir, load_tokens_per_unit
@@ -406,7 +407,10 @@ class EmulatorApp:
         names = body.get("jobs")
         if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
             raise invalid_argument("release: 'jobs' must be a list of batch names")
-        released = self.batches.release(names)
+        hold = body.get("hold")
+        if hold not in (None, *HOLD_STATES):
+            raise invalid_argument(f"release: 'hold' must be one of {', '.join(HOLD_STATES)} or null")
+        released = self.batches.release(names, hold)
         idle = self.batches.wait_idle() if body.get("wait") else None
         return Reply.of({"released": released, "idle": idle})
 
@@ -562,9 +566,10 @@ class EmulatorServer:
         """Jobs created from now on stay ``state`` until released (None: stop holding)."""
         self.faults.update({"hold_jobs": state})
 
-    def release_jobs(self, names: list[str] | None = None) -> list[str]:
-        """Release held jobs (all, or the named ones); returns the released names."""
-        return self.app.batches.release(names)
+    def release_jobs(self, names: list[str] | None = None, hold: str | None = None) -> list[str]:
+        """Release held jobs (all, or the named ones), or move their hold on to ``hold``;
+        returns the released names."""
+        return self.app.batches.release(names, hold)
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
         """Block until every due job has been processed (see ``BatchService.wait_idle``)."""

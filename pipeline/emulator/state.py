@@ -131,13 +131,14 @@ class JobRecord:
             return max(self.ends_at, self.processed_at or 0.0)
         return self.ends_at if state in ENDED else None
 
-    def release(self, now: float) -> None:
-        """End a hold: the job goes on as if its held phase had started just now."""
+    def release(self, now: float, hold: str | None = None) -> None:
+        """End a hold (or move it on to ``hold``, e.g. from PENDING to RUNNING): the job
+        goes on as if its held phase had started just now."""
         pending = max(0.0, self.pending_until - self.create_time)
         running = max(0.0, self.ends_at - self.pending_until)
-        self.pending_until = now if self.held == "RUNNING" else now + pending
+        self.pending_until = now if "RUNNING" in (self.held, hold) else now + pending
         self.ends_at = self.pending_until + running
-        self.held = None
+        self.held = hold
 
     def update_time(self, now: float) -> float:
         end = self.end_time(now)
