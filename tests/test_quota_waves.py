@@ -41,8 +41,8 @@ def corpus(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("limit, binding", [
-    (("--set", "quota.enqueued_tokens=3000"), "tokens"),
-    (("--set", "quota.enqueued_tokens=500000", "--set", "quota.max_concurrent_jobs=2"), "jobs"),
+    (("--set", "quota.enqueued_tokens=6000"), "tokens"),
+    (("--set", "quota.enqueued_tokens=500000", "--set", "quota.max_concurrent_jobs=4"), "jobs"),
 ])
 def test_each_wave_fits_the_quota_and_the_job_cap_at_every_create(corpus, tmp_path, limit, binding):
     out = tmp_path / "out"
@@ -57,9 +57,9 @@ def test_each_wave_fits_the_quota_and_the_job_cap_at_every_create(corpus, tmp_pa
         # `submit` created exactly the plan's first wave, each create within the limits
         assert sorted(first_wave) == sorted(plan["wave_files"][0])
         if binding == "jobs":
-            assert len(first_wave) == 2
+            assert len(first_wave) == 4
         else:
-            assert sum(j["estimated_tokens"] for js in first_wave.values() for j in js) <= 3000
+            assert sum(j["estimated_tokens"] for js in first_wave.values() for j in js) <= 6000
         assert_created_within_quota(run_dir, server.stats())
 
         # while the wave is held, another pass creates nothing more

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.cli import main
 from pipeline.emulator import FaultConfig
 from pipeline.redrive import may_succeed_now
 from run_helpers import (
@@ -48,8 +49,7 @@ def test_redrive_resubmits_the_retryable_key_and_never_the_permanent_one(tmp_pat
     for i in range(12):
         (corpus / f"note-{i:02d}.txt").write_text(f"Note {i} about migrating birds number {i}.\n")
     plan_out = tmp_path / "plan"
-    planned = embedpipe(*run_args("plan", corpus, plan_out), env=cli_env())
-    assert planned.returncode == 0, planned.explain()
+    assert main(list(run_args("plan", corpus, plan_out))) == 0  # in-process: only the ids are needed
     permanent, retryable = sorted(planned_keys(only_run(plan_out)))[:2]  # ids do not depend on --output
 
     out, state_dir = tmp_path / "out", tmp_path / "emulator"
