@@ -53,6 +53,32 @@ def _replace(schema: pa.Schema, name: str, type_: pa.DataType) -> pa.Schema:
     return schema.set(schema.get_field_index(name), pa.field(name, type_))
 
 
+def test_the_schema_is_the_readme_s():
+    """README "Embeddings Parquet, schema v1", written out here (not derived from the code)."""
+    expected = [
+        ("chunk_id", pa.string(), False), ("source_uri", pa.string(), False),
+        ("source_generation", pa.string(), False), ("modality", pa.string(), False),
+        ("mime_type", pa.string(), True), ("unit", pa.string(), False),
+        ("start", pa.float64(), True), ("end", pa.float64(), True), ("model", pa.string(), False),
+        ("task", pa.string(), True), ("dimensionality", pa.int32(), False),
+        ("embedding", pa.list_(pa.float32(), 8), False), ("token_count", pa.int64(), True),
+        ("batch_job", pa.string(), True), ("created_at", pa.timestamp("us", tz="UTC"), True),
+    ]
+    assert [(f.name, f.type, f.nullable) for f in embeddings_schema(8)] == expected
+
+
+def test_the_file_metadata_keys_and_values():
+    raw = EmbeddingsMeta(model="gemini-embedding-2", dimensionality=768, normalized=False,
+                         config_fingerprint="0123456789abcdef")
+    assert raw.to_kv() == {
+        b"embedpipe.schema_version": b"1", b"embedpipe.model": b"gemini-embedding-2",
+        b"embedpipe.dimensionality": b"768", b"embedpipe.normalized": b"false",
+        b"embedpipe.config_fingerprint": b"0123456789abcdef",
+    }
+    assert META.to_kv()[b"embedpipe.normalized"] == b"true"
+    assert EmbeddingsMeta.from_kv(raw.to_kv()) == raw
+
+
 def test_a_file_as_written_is_accepted(tmp_path):
     assert validate_metadata(_written(tmp_path, schema_with_meta(META)), **EXPECT) == META
 

@@ -39,6 +39,12 @@ def test_every_part_of_the_identity_changes_the_chunk_id(field, other):
     assert make_chunk_id(**{**BASE, field: other}) != make_chunk_id(**BASE)
 
 
+def test_the_chunk_id_of_a_known_input_never_changes():
+    """Pinned: a change to how ids are made would silently make every existing run's rows
+    unmatched, so the next incremental run would pay to re-embed the whole corpus."""
+    assert make_chunk_id(**BASE) == "ad9fecf84c5fbf3cea80d682c5ebd82b"
+
+
 def _chunk_ids(path, chunk_settings, generation: str) -> list[str]:
     source = describe(next(expand_local(str(path))))
     source = SourceObject(source.uri, source.size_bytes, generation, source.detected_type, source.mime_type)
@@ -94,6 +100,7 @@ def test_what_changes_the_vectors_changes_the_fingerprint(tmp_path, override):
     "requests.max_lines_per_file=10",
     "index.nlist=8",
     "media.ffmpeg_timeout_seconds=30",
+    "media.ffmpeg_path=/usr/local/bin/ffmpeg",
 ])
 def test_what_does_not_change_the_vectors_keeps_the_fingerprint(tmp_path, override):
     base = load_settings(LOCAL, output=str(tmp_path)).fingerprint()

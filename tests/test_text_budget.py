@@ -89,6 +89,22 @@ def test_the_emulator_counts_tokens_on_its_own_and_agrees_with_the_plan(text):
     assert count_tokens(text) <= len(text.encode("utf-8", "surrogatepass"))
 
 
+@pytest.mark.parametrize("text, tokens", [
+    ("hello", 2),  # a letter run: one token per 4 UTF-8 bytes, rounded up
+    ("héllo", 2),  # 6 bytes
+    ("hello world", 4),  # a lone space merges into the next word
+    ("a" + " " * 5 + "b", 4),  # a longer whitespace run: 5 bytes, 2 tokens
+    ("a\n\nb", 3),
+    ("12345", 5),  # a digit is a token
+    ("東京", 2),  # so is a CJK character
+    ("😀", 2),  # a 4-byte character costs two
+    ("_-.", 3),  # any other character one
+    ("", 0),
+])
+def test_both_token_counts_follow_the_documented_costs(text, tokens):
+    assert count_tokens(text) == estimate_text_tokens(text) == tokens
+
+
 def test_the_emulator_refuses_one_token_over_the_limit(server):
     client = genai.Client(api_key=EMULATOR_KEY,
                           http_options=types.HttpOptions(base_url=server.base_url, api_version="v1beta"))
