@@ -437,7 +437,7 @@ def test_batches_list_paging(client, server, tmp_path):
 
 
 def test_cancel_and_delete(tmp_path):
-    with EmulatorServer(api_key=KEY, pending_seconds=60) as srv:
+    with EmulatorServer(api_key=KEY, faults={"hold_jobs": "PENDING"}) as srv:
         client = sdk(srv.base_url)
         up = client.files.upload(file=write_jsonl(tmp_path / "c.jsonl", [text_line("k", "x")]),
                                  config={"mime_type": "jsonl"})
@@ -469,7 +469,7 @@ def test_failed_job_has_top_level_error_and_expired_has_no_output(server, client
 
 
 def test_enqueued_token_quota_429_with_retry_info(tmp_path):
-    with EmulatorServer(api_key=KEY, pending_seconds=60, quota_tokens=30) as srv:
+    with EmulatorServer(api_key=KEY, faults={"hold_jobs": "PENDING"}, quota_tokens=30) as srv:
         client = sdk(srv.base_url)
         up = client.files.upload(file=write_jsonl(tmp_path / "q.jsonl", [text_line("k", "word " * 20)]),
                                  config={"mime_type": "jsonl"})

@@ -207,7 +207,7 @@ def test_429_on_create_is_quota_exhausted_not_retried(bc, server, tmp_path):
 
 
 def test_enqueued_token_quota(tmp_path):
-    with EmulatorServer(api_key=KEY, pending_seconds=60, quota_tokens=100) as srv:
+    with EmulatorServer(api_key=KEY, faults={"hold_jobs": "PENDING"}, quota_tokens=100) as srv:
         bc = connect(srv.base_url)
         file_name = bc.upload_jsonl(request_file(tmp_path, {"a": "word " * 60}), "q")
         bc.create_embeddings_job(MODEL, file_name, "q-1")
@@ -273,7 +273,7 @@ def test_download_retries_transient_errors(bc, server, tmp_path):
 
 
 def test_cancel_job(tmp_path):
-    with EmulatorServer(api_key=KEY, pending_seconds=60) as srv:
+    with EmulatorServer(api_key=KEY, faults={"hold_jobs": "PENDING"}) as srv:
         bc = connect(srv.base_url)
         job = bc.create_embeddings_job(MODEL, bc.upload_jsonl(request_file(tmp_path, {"a": "x"}), "c"), "c")
         assert job.state == "PENDING"
