@@ -400,10 +400,10 @@ class IndexNotBuilt(RuntimeError):
 
 
 def build_index(ctx: RunContext, *, requested: bool = False) -> dict:
-    """Build the run's index; returns its report, or ``{"built": False, "reason": ...}``
-    when there is nothing to index (index disabled — unless ``requested`` by the
-    ``index`` command —, or a corpus with no embeddings). An empty corpus is a valid
-    run: its index is absent, and ``query`` says so."""
+    """Build the run's index; returns its report (``index/report.json``), or ``{"built":
+    False, "reason": ...}`` when there is nothing to index (index disabled — unless
+    ``requested`` by the ``index`` command —, or a corpus with no embeddings). An empty
+    corpus is a valid run: its index is absent, and ``query`` says so."""
     from pipeline import graph
     from transforms.index import IndexConfig, build_index as build
 
@@ -417,7 +417,7 @@ def build_index(ctx: RunContext, *, requested: bool = False) -> dict:
         return {"built": False, "reason": "the run has no embeddings: nothing to index"}
     config = IndexConfig(**ix.model_dump(exclude={"enabled"}))
     options = graph.pipeline_options(ctx.settings, list(ctx.beam_args))
-    return {"built": True, **build(ctx.paths.root, config, options)}
+    return build(ctx.paths.root, config, options)
 
 
 def embedded_total(paths: RunPaths) -> int:
@@ -531,7 +531,8 @@ def finish(ctx: RunContext, plan: dict, index_report: dict) -> tuple[dict, int]:
 
 
 def _index_summary(report: dict) -> dict:
-    if not report.get("built"):
+    """The manifest's index section: a built index's key figures, or why there is none."""
+    if report.get("built") is False:
         return {k: report[k] for k in ("built", "reason", "error") if k in report}
     return {"built": True, **{k: report.get(k) for k in ("factory", "nlist", "nprobe", "ntotal", "recall")}}
 

@@ -1,4 +1,11 @@
-"""Shared fixtures: the repo's own limits profiles and chunk settings."""
+"""Shared fixtures: the repo's own limits profiles and chunk settings; one pinned ffmpeg.
+
+The test media are generated with the ffmpeg of the ``imageio-ffmpeg`` wheel, so the
+pipeline under test must read them with that same binary, not whatever ``ffmpeg`` comes
+first on ``PATH`` (an older system build reads and names things differently). Setting
+``EMBEDPIPE_FFMPEG`` here pins it for the tests and for every subprocess they start
+(``tests/test_ffmpeg_pinning.py`` proves a different ffmpeg on ``PATH`` changes nothing).
+"""
 from __future__ import annotations
 
 import importlib.util
@@ -6,12 +13,16 @@ import os
 import tempfile
 from pathlib import Path
 
+import imageio_ffmpeg
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
 EMULATOR_KEY = "sk-emulator-SECRET-4242"  # distinctive, so tests can prove it never leaks
+
+PINNED_FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+os.environ["EMBEDPIPE_FFMPEG"] = PINNED_FFMPEG
 
 # Never let google-auth probe a metadata server from tests.
 os.environ.setdefault("NO_GCE_CHECK", "true")

@@ -15,7 +15,6 @@ files, Parquet, dead letters, manifest):
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +30,6 @@ from pipeline.emulator.faults import Faults
 from run_helpers import (
     CRASH_POINTS,
     EXIT_PENDING,
-    REPO,
     Result,
     all_embeddings,
     assert_every_planned_chunk_once,
@@ -58,6 +56,7 @@ from run_helpers import (
     token_sum,
     vectors,
     wait_then_collect,
+    write_sample_corpus,
 )
 
 pytestmark = pytest.mark.slow
@@ -65,19 +64,9 @@ pytestmark = pytest.mark.slow
 ONE_WAVE = ("--set", "quota.enqueued_tokens=500000")  # every request file in the first wave
 
 
-def _load_sample_corpus():
-    spec = importlib.util.spec_from_file_location("sample_corpus", REPO / "scripts" / "sample_corpus.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("sample") / "corpus"
-    written = _load_sample_corpus().write_corpus(str(root))
-    assert len(written) == 39
-    return root
+    return write_sample_corpus(tmp_path_factory.mktemp("sample"))
 
 
 @pytest.fixture(scope="module")
@@ -330,15 +319,20 @@ def test_a_refused_create_is_retried_then_its_chunks_are_dead_lettered(corpus, t
 
 def test_emulator_restart_while_jobs_pending(corpus, tmp_path):
     out, state_dir = tmp_path / "out", tmp_path / "emulator"
-    with standalone_emulator(state_dir, running_seconds=6) as (server, url, key):
+    held = FaultConfig(hold_jobs="RUNNING")  # the jobs stay active across the restart
+    with standalone_emulator(state_dir, faults=held) as (server, url, key):
         env = cli_env(api_key=key)
         res = embedpipe(*run_args("submit", corpus, out, *gemini_args(url), *ONE_WAVE), env=env)
         assert res.returncode == 0, res.explain()
         before = server.stats()["jobs"]
-    assert before and {j["state"] for j in before} <= {"PENDING", "RUNNING"}, before
+    assert before and {j["state"] for j in before} == {"RUNNING"}, before
 
     port = urlsplit(url).port
-    with standalone_emulator(state_dir, port=port, api_key=key, running_seconds=6) as (server, _url, _):
+    with standalone_emulator(state_dir, port=port, api_key=key) as (server, _url, _):
+        pending = embedpipe("status", "--output", str(out), env=env)
+        assert pending.returncode == EXIT_PENDING, pending.explain()
+        assert sorted(server.release_jobs()) == sorted(j["name"] for j in before)
+        assert server.wait_idle()
         polls, collect = wait_then_collect(out, env)
         assert collect.returncode == 0, collect.explain()
         stats = server.stats()

@@ -3,12 +3,10 @@ materialised legacy rows are records files: a later, larger pass must keep the e
 pass's vectors without paying for them again)."""
 from __future__ import annotations
 
-import json
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from transforms.diff_last_run import copy_rows, dead_letter_keys, part_uris
+from transforms.diff_last_run import copy_rows, owner_uri, part_uris
 
 
 def _part(path, rows):
@@ -23,14 +21,17 @@ def test_rows_of_an_unchanged_records_file_are_carried(tmp_path):
         {"source_uri": "/in/notes#1.txt", "source_generation": "g2", "modality": "text", "chunk_id": "3"},
         {"source_uri": "/in/other.jsonl#z", "source_generation": "g3", "modality": "records", "chunk_id": "4"},
     ])
-    assert sorted(part_uris((0, part))) == [
+    records = {"/in/rows.jsonl": True, "/in/other.jsonl": True}
+    assert sorted(part_uris((0, part), records)) == [
         ("/in/notes#1.txt", (0, "g2")), ("/in/other.jsonl", (0, "g3")), ("/in/rows.jsonl", (0, "g1"))]
     out = tmp_path / "carried"
-    assert copy_rows((0, ["/in/rows.jsonl", "/in/notes#1.txt"]), (part,), str(out)) == 3
+    assert copy_rows((0, ["/in/rows.jsonl", "/in/notes#1.txt"]), (part,), str(out), records) == 3
     carried = pq.read_table(next(out.glob("carried-*.parquet")))
     assert sorted(carried.column("chunk_id").to_pylist()) == ["1", "2", "3"]
 
 
 def test_a_records_row_dead_letter_is_keyed_by_its_file():
-    line = json.dumps({"source_uri": "/in/rows.jsonl#a", "stage": "collect"})
-    assert {key for key, _ in dead_letter_keys(line)} == {"/in/rows.jsonl#a", "/in/rows.jsonl"}
+    records = {"/in/rows.jsonl": True, "/in/a#b.jsonl": True}
+    assert owner_uri("/in/rows.jsonl#a", records) == "/in/rows.jsonl"
+    assert owner_uri("/in/a#b.jsonl#x#y", records) == "/in/a#b.jsonl"  # '#' in the name and the id
+    assert owner_uri("/in/notes#1.txt", records) == "/in/notes#1.txt"

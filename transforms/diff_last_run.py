@@ -9,6 +9,9 @@ and older runs can be deleted. Objects the previous run listed that are gone now
 
 Only URIs and generations are shuffled; vectors are copied part by part, so carrying a
 large corpus costs a read and a write of its Parquet, never a shuffle of its vectors.
+A records file's rows (and their dead letters) are named ``<file>#<id>``: they belong
+to the object ``<file>``, found among the unchanged records files (a side input, one URI
+per records file), so they are carried with it.
 """
 from __future__ import annotations
 
@@ -103,21 +106,23 @@ class DiffAgainstLastRun(beam.PTransform):
         )
 
 
-def object_uris(table: pa.Table) -> pa.Array:
-    """The listed object each row came from: its ``source_uri``, except for records rows,
-    whose ``source_uri`` is ``<records file>#<record id>``."""
-    uris = table.column("source_uri")
-    records = pc.equal(table.column("modality"), "records")
-    files = pc.list_element(pc.split_pattern(uris, "#", max_splits=1), 0)
-    return pc.if_else(records, files, uris)
+def owner_uri(source_uri: str, records_uris) -> str:
+    """The listed object a row or dead letter belongs to: ``<file>#<id>`` belongs to the
+    records file ``<file>`` (the longest such prefix among ``records_uris``, a set or dict;
+    matching known files, not splitting on ``#``, keeps ``notes#1.txt`` and ids holding
+    ``#`` right)."""
+    for cut in range(len(source_uri) - 1, 0, -1):
+        if source_uri[cut] == "#" and source_uri[:cut] in records_uris:
+            return source_uri[:cut]
+    return source_uri
 
 
-def part_uris(indexed_part: tuple[int, str]):
-    """(object uri, (part index, generation)) for every distinct object in one previous part."""
+def part_uris(indexed_part: tuple[int, str], records_uris=()):
+    """(object uri, (part index, generation)) for every distinct source in one previous part."""
     index, path = indexed_part
-    table = pq.read_table(io.BytesIO(fs.read_bytes(path)),
-                          columns=["source_uri", "source_generation", "modality"])
-    seen = set(zip(object_uris(table).to_pylist(), table.column("source_generation").to_pylist()))
+    table = pq.read_table(io.BytesIO(fs.read_bytes(path)), columns=["source_uri", "source_generation"])
+    seen = {(owner_uri(uri, records_uris), generation) for uri, generation in
+            zip(table.column("source_uri").to_pylist(), table.column("source_generation").to_pylist())}
     for uri, generation in sorted(seen):
         yield uri, (index, generation)
 
@@ -135,13 +140,13 @@ def carried_name(index: int, count: int) -> str:
     return f"carried-{index:05d}-of-{count:05d}.parquet"
 
 
-def copy_rows(element, parts: tuple, out_dir: str) -> int:
+def copy_rows(element, parts: tuple, out_dir: str, records_uris=()) -> int:
     """Copy one previous part's rows of the kept URIs, schema and metadata unchanged."""
     index, uris = element
     path = parts[index]
     table = pq.read_table(io.BytesIO(fs.read_bytes(path)))
-    keep = pc.is_in(object_uris(table), value_set=pa.array(sorted(set(uris)), pa.string()))
-    kept = table.filter(keep)
+    owners = pa.array([owner_uri(u, records_uris) for u in table.column("source_uri").to_pylist()], pa.string())
+    kept = table.filter(pc.is_in(owners, value_set=pa.array(sorted(set(uris)), pa.string())))
     buf = io.BytesIO()
     pq.write_table(kept, buf)
     fs.write_bytes(fs.join(out_dir, carried_name(index, len(parts))), buf.getvalue())
@@ -158,10 +163,11 @@ class CarryUnchanged(beam.PTransform):
 
     def expand(self, unchanged):
         parts = self._previous.embedding_parts
+        records = beam.pvalue.AsDict(unchanged | "Unchanged records files" >> UnchangedRecordsUris())
         by_uri = (
             unchanged.pipeline
             | "Previous parts" >> beam.Create(list(enumerate(parts)))
-            | "Sources per part" >> beam.FlatMap(part_uris)
+            | "Sources per part" >> beam.FlatMap(part_uris, records)
         )
         keys = unchanged | "Key unchanged by URI" >> beam.Map(lambda o: (o.uri, o))
         return (
@@ -169,16 +175,20 @@ class CarryUnchanged(beam.PTransform):
             | "Join parts to unchanged" >> beam.CoGroupByKey()
             | "Rows to keep" >> beam.FlatMap(keep_decisions)
             | "Group by part" >> beam.GroupByKey()
-            | "Copy rows" >> beam.Map(copy_rows, parts, self._out)
+            | "Copy rows" >> beam.Map(copy_rows, parts, self._out, records)
         )
 
 
-def dead_letter_keys(line: str):
-    """(object uri, line): a records row's letter names ``<file>#<id>``, the object is the file
-    (dead letters carry no modality, so both readings are offered; the join keeps the real one)."""
-    uri = json.loads(line)["source_uri"]
-    for key in {uri, uri.split("#", 1)[0]}:
-        yield key, line
+class UnchangedRecordsUris(beam.PTransform):
+    """Unchanged ObjectOutcomes → (uri, True) for the records files among them (a dict
+    side input: membership without rebuilding a set per element)."""
+
+    def expand(self, unchanged):
+        return (
+            unchanged
+            | "Records files" >> beam.Filter(lambda o: o.detected_type == "records")
+            | "Their URIs" >> beam.Map(lambda o: (o.uri, True))
+        )
 
 
 def carried_dead_letters(element):
@@ -196,11 +206,13 @@ class CarryDeadLetters(beam.PTransform):
         self._previous = previous
 
     def expand(self, unchanged):
+        records = beam.pvalue.AsDict(unchanged | "Unchanged records files" >> UnchangedRecordsUris())
         dead = (
             unchanged.pipeline
             | "Previous dead-letter files" >> beam.Create(list(self._previous.deadletter_globs))
             | "Read previous dead letters" >> beam.io.ReadAllFromText()
-            | "Key dead letters by URI" >> beam.FlatMap(dead_letter_keys)
+            | "Key dead letters by URI" >> beam.Map(
+                lambda line, uris: (owner_uri(json.loads(line)["source_uri"], uris), line), records)
         )
         keys = unchanged | "Key unchanged for dead letters" >> beam.Map(lambda o: (o.uri, o))
         return (

@@ -14,8 +14,8 @@ from typing import Callable, Mapping
 import numpy as np
 
 from pipeline.emulator.errors import ApiError, invalid_argument, not_found
-from transforms.tokens import estimate_text_tokens
 from pipeline.emulator.text_spaces import task_fields, text_space
+from pipeline.emulator.tokenizer import count_tokens
 from pipeline.emulator.vectors import (
     DIM, MEDIA_HANDLERS, combine, modality_of, sized_media_tokens,
 )
@@ -99,7 +99,7 @@ class Embedder:
                 f"(maximum {limits.max_parts_media})."
             )
         text = "\n".join(p.text for p in parts if p.modality == "text")
-        text_tokens = estimate_text_tokens(text)
+        text_tokens = count_tokens(text)
         if text_tokens > limits.text_tokens:
             raise invalid_argument(
                 f"The input token count ({text_tokens}) exceeds the maximum number of tokens "
@@ -129,7 +129,7 @@ class Embedder:
             total = 0
             for part in parts:
                 if "text" in part:
-                    total += estimate_text_tokens(str(part["text"]))
+                    total += count_tokens(str(part["text"]))
                     continue
                 blob = pick(part, "inline_data", "inlineData")
                 if blob is not None:

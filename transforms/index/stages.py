@@ -29,7 +29,6 @@ from transforms.index.merge import merge
 from transforms.index.params import IndexConfig, IndexParams
 from transforms.index.plan import IndexPlan, global_ids, split_ids
 from transforms.index.recall import (
-    RecallTargetUnreachable,
     SweepPoint,
     choose_nprobe,
     exact_topk,
@@ -310,7 +309,8 @@ def publish_report(
     layout: IndexLayout,
     config: IndexConfig,
 ) -> dict:
-    """Write report and plot, then enforce the gate (the report explains a failure)."""
+    """Write report and plot; the driver enforces the gate from the report (raising inside
+    the pipeline would make runners log a worker traceback for a verdict)."""
     report = rep.assemble_report(
         measured, plan, trained, layout, config, serving_info(plan, measured.chosen)
     )
@@ -321,10 +321,4 @@ def publish_report(
     if not fs.is_remote(sample_dir):
         with contextlib.suppress(OSError):
             os.rmdir(sample_dir)
-    if measured.chosen is None:
-        raise RecallTargetUnreachable(
-            f"recall gate failed: {measured.reason}; see {layout.report}",
-            target=config.target_recall_at_10,
-            best=max(p.recall_at_10 for p in measured.points),
-        )
     return report
