@@ -223,7 +223,7 @@ def test_exit_2_from_the_real_process_for_config_and_usage_errors(world):
           str(world.output("config-error")), "--set", "no_such_key=1"), "no_such_key: unknown key"),
         (("plan", "--config", "/nonexistent/embedpipe.yaml"), "--config"),
         (("status",), "--output"),
-        (("status", "--output", "/nonexistent/out"), "--output /nonexistent/out"),
+        (("status", "--output", "/nonexistent/out"), "--output: /nonexistent/out"),
     ]
     running = [(start(*args, env=world.env), args, names) for args, names in cases]
     for proc, args, names in running:
