@@ -113,12 +113,13 @@ def run_a(world) -> Path:
 
 @pytest.fixture(scope="module")
 def run_b(world, run_a) -> tuple[Path, Result]:
-    """A later run on the same output whose dead letter exceeds the tolerance (exit 3):
-    newer than run A, but not current."""
+    """A run whose dead letter exceeds the tolerance (exit 3), on its own output (a
+    completed run becomes current whatever its dead-letter rate)."""
+    out = world.output("exit-3")
     res = world.run("run", "--config", LOCAL, "--sources", str(world.corpus_b),
-                    "--output", str(world.out), *world.backend())
-    (newest,) = [d for d in (world.out / "runs").iterdir() if d.is_dir() and d != run_a]
-    return newest, res
+                    "--output", str(out), *world.backend())
+    (run_dir,) = [d for d in (out / "runs").iterdir() if d.is_dir()]
+    return run_dir, res
 
 
 def _hits(res: Result) -> list[dict]:
@@ -142,7 +143,7 @@ def test_exit_3_when_dead_letters_exceed_the_tolerance(run_a, run_b, world):
     run_dir, res = run_b
     assert res.returncode == 3, res.explain()
     # a completed run is current whatever its dead-letter rate: the next run carries its rows
-    assert read_json(world.out / "current.json")["run_id"] == run_dir.name
+    assert read_json(run_dir.parents[1] / "current.json")["run_id"] == run_dir.name
     assert "exceed deadletter_tolerance" in res.stderr and str(run_dir / "deadletters") in res.stderr
     manifest = read_json(run_dir / "manifest.json")
     assert manifest["counts"]["dead_objects"] == 1
@@ -236,12 +237,16 @@ def test_exit_2_from_the_real_process_for_config_and_usage_errors(world):
 
 # -- query, index --------------------------------------------------------------------------
 def test_query_without_run_searches_the_run_current_json_points_to(world, run_a, run_b):
-    newest, _ = run_b
-    assert newest.name > run_a.name  # the newest run is B, yet A is current
+    planned = world.run("plan", "--config", LOCAL, "--sources", str(world.corpus_b),
+                        "--output", str(world.out), *world.backend())
+    assert planned.returncode == 0, planned.explain()
+    newest = max(d for d in (world.out / "runs").iterdir() if d.is_dir())
+    assert newest.name > run_a.name  # the newest run is a plan, yet A is current
     hits = _hits(world.run("query", "--output", str(world.out), "--json", TOPICS_B["whales"]))
     assert hits and all(_name(h) in TOPICS_A for h in hits)
-    hits = _hits(world.run("query", "--output", str(world.out), "--run", newest.name, "--json",
-                           TOPICS_B["whales"]))
+    run_dir, _ = run_b
+    hits = _hits(world.run("query", "--output", str(run_dir.parents[1]), "--run", run_dir.name,
+                           "--json", TOPICS_B["whales"]))
     assert _name(hits[0]) == "whales"
 
 
