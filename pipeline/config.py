@@ -146,6 +146,16 @@ class IndexSettings(_Section):
     exact_below: int = Field(10_000, ge=0, description="Corpora smaller than this get an exact index")
 
 
+class DaskSettings(_Section):
+    workers: int = Field(
+        2, ge=1, description="Worker processes of the local cluster started when no --dask_client_address is given"
+    )
+
+
+RUNNERS = ("FnApiRunner", "DirectRunner", "DaskRunner", "DataflowRunner", "PrismRunner",
+           "BundleBasedDirectRunner")
+
+
 class RunConfig(_Section):
     sources: list[str] = Field(default_factory=list)
     output: str = ""
@@ -169,15 +179,20 @@ class RunConfig(_Section):
     requests: RequestSettings = RequestSettings()
     quota: QuotaSettings = QuotaSettings()
     index: IndexSettings = IndexSettings()
+    dask: DaskSettings = DaskSettings()
 
     @field_validator("runner")
     @classmethod
     def _known_runner(cls, value: str) -> str:
-        if value in {"DirectRunner", "PrismRunner"}:
-            raise ValueError(
-                f"{value} first tries to download a Prism binary; use FnApiRunner locally "
-                "(it also takes --direct_running_mode / --direct_num_workers) or DataflowRunner"
-            )
+        """A runner embedpipe knows (see pipeline.runners), or a dotted class path."""
+        if value not in RUNNERS and "." not in value:
+            raise ValueError(f"unknown runner (fix: one of {', '.join(RUNNERS)}, or a dotted class path)")
+        if value == "DaskRunner":
+            import importlib.util
+
+            if importlib.util.find_spec("distributed") is None:
+                raise ValueError("needs dask.distributed, which is not installed "
+                                 "(fix: pip install 'embedpipe[dask]')")
         return value
 
 

@@ -384,19 +384,26 @@ class JobDriver:
             counts[state] = counts.get(state, 0) + 1
         return counts
 
-    def drive(self, poll_s: float, max_poll_s: float, once: bool = False) -> dict[str, int]:
-        """Submit, poll and download until every file's job has ended (or one pass)."""
+    def drive(self, poll_s: float, max_poll_s: float, once: bool = False,
+              timer=lambda phase: contextlib.nullcontext()) -> dict[str, int]:
+        """Submit, poll and download until every file's job has ended (or one pass).
+        ``timer(phase)`` times the wait, submit and collect parts of each pass."""
         delay = poll_s
         while True:
-            self.refresh()
-            self.reclaim_failed()
-            self.download_finished()
-            self.submit_ready()
+            with timer("wait"):
+                self.refresh()
+            with timer("submit"):
+                self.reclaim_failed()
+            with timer("collect"):
+                self.download_finished()
+            with timer("submit"):
+                self.submit_ready()
             summary = self.summary()
             progress(summary)
             if once or not self.pending():
                 return summary
-            time.sleep(delay * (0.8 + 0.4 * random.random()))
+            with timer("wait"):
+                time.sleep(delay * (0.8 + 0.4 * random.random()))
             delay = min(max_poll_s, max(delay * 1.5, 0.05))
 
 
