@@ -102,11 +102,13 @@ def update_run_state(paths: RunPaths, change=None, **fields) -> dict:
     return json.loads(fs.read_modify_write(paths.run_state, apply))
 
 
-def record_phases(ctx: "RunContext", pipeline_phase: str | None = None) -> None:
+def record_phases(ctx: "RunContext", pipeline_phase: str | None = None, tasks: dict | None = None) -> None:
     """Add what this process measured (``phases.clock``) to run.json, and the engine that ran
-    ``pipeline_phase`` (prepare, write, index) when one did."""
+    ``pipeline_phase`` (prepare, write, index) when one did, with its tasks per worker."""
     measured = phases.clock.drain()
     engine = runners.engine(ctx.settings, list(ctx.beam_args)) if pipeline_phase else None
+    if engine and tasks:
+        engine["tasks_by_worker"] = tasks
 
     def change(state: dict) -> None:
         state["phases"] = phases.merge(state.get("phases") or {}, measured)
@@ -317,12 +319,13 @@ def prepare(ctx: RunContext) -> dict:
     previous = previous_run(ctx.settings, ctx.paths)
     update_run_state(ctx.paths, previous_run=previous and previous.run_id)
     runners.announce(ctx.settings, list(ctx.beam_args))
-    windows = graph.run_prepare(ctx.settings, ctx.paths, list(ctx.beam_args), previous)
+    with runners.worker_tasks(ctx.settings, list(ctx.beam_args)) as tasks:
+        windows = graph.run_prepare(ctx.settings, ctx.paths, list(ctx.beam_args), previous)
     plan = write_plan(ctx)
     windows["plan"] = (windows["plan"][0], time.time())
     for name, (start, end) in windows.items():
         phases.clock.add(name, start, end)
-    record_phases(ctx, "prepare")
+    record_phases(ctx, "prepare", tasks)
     set_phase(ctx.paths, "prepared")
     return plan
 
@@ -379,9 +382,9 @@ def write_embeddings(ctx: RunContext) -> None:
     from pipeline import graph
 
     runners.announce(ctx.settings, list(ctx.beam_args))
-    with phases.clock.phase("write"):
+    with runners.worker_tasks(ctx.settings, list(ctx.beam_args)) as tasks, phases.clock.phase("write"):
         graph.run_write(ctx.settings, ctx.paths, result_sets(ctx), extra_args=list(ctx.beam_args))
-    record_phases(ctx, "write")
+    record_phases(ctx, "write", tasks)
     set_phase(ctx.paths, "written")
 
 
@@ -408,11 +411,12 @@ def build_index(ctx: RunContext, *, requested: bool = False) -> dict:
     config = IndexConfig(**ix.model_dump(exclude={"enabled"}))
     runners.announce(ctx.settings, list(ctx.beam_args))
     options = graph.pipeline_options(ctx.settings, list(ctx.beam_args))
+    tasks: dict = {}
     try:
-        with phases.clock.phase("index"):
+        with runners.worker_tasks(ctx.settings, list(ctx.beam_args)) as tasks, phases.clock.phase("index"):
             report = build(ctx.paths.root, config, options)
     finally:
-        record_phases(ctx, "index")
+        record_phases(ctx, "index", tasks)
     return {"built": True, **report}
 
 
@@ -562,8 +566,8 @@ def phase_counts(plan: dict, records, counts: dict | None = None, outputs: dict 
 def _index_summary(report: dict) -> dict:
     if not report.get("built"):
         return {k: report[k] for k in ("built", "reason", "error") if k in report}
-    return {"built": True, "ntotal": report.get("n"),
-            **{k: report.get(k) for k in ("factory", "nlist", "nprobe", "recall")}}
+    return {"built": True, "ntotal": report.get("n"), "nprobe": report.get("chosen_nprobe"),
+            **{k: report.get(k) for k in ("factory", "nlist", "recall")}}
 
 
 def deadletter_message(ctx: RunContext, manifest: dict) -> str:

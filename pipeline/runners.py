@@ -16,9 +16,12 @@ The run log says which engine ran (``engine_note``), and the manifest records it
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import sys
 import threading
+from collections import Counter
+from typing import Iterator
 
 from pipeline.config import Settings
 
@@ -81,6 +84,23 @@ def announce(settings: Settings, beam_args: list[str] = ()) -> dict:
     return info
 
 
+@contextlib.contextmanager
+def worker_tasks(settings: Settings, beam_args: list[str]) -> Iterator[dict]:
+    """On Dask: the tasks each worker ran inside the block (``{worker address: count}``,
+    filled on exit; from the scheduler's task stream, so it counts whatever the cluster ran
+    meanwhile). Other engines: stays empty."""
+    tally: dict = {}
+    if settings.config.runner != "DaskRunner":
+        yield tally
+        return
+    from distributed import Client, get_task_stream
+
+    address = _option_value(beam_args, "--dask_client_address") or local_cluster(settings.config.dask.workers)
+    with Client(address) as client, get_task_stream(client) as stream:
+        yield tally
+    tally.update(sorted(Counter(task["worker"] for task in stream.data).items()))
+
+
 def local_cluster(workers: int) -> str:
     """Address of a local ``dask.distributed`` cluster of ``workers`` single-threaded worker
     processes, started once per process (every pipeline of the command shares it) and shut
@@ -97,4 +117,7 @@ def local_cluster(workers: int) -> str:
             )
             _local_clusters[workers] = cluster
             atexit.register(cluster.close)
+            started = len(cluster.scheduler_info["workers"])
+            print(f"[embedpipe] started a local Dask cluster of {started} worker processes at "
+                  f"{cluster.scheduler_address}", file=sys.stderr, flush=True)
         return cluster.scheduler_address
