@@ -269,9 +269,12 @@ class Settings:
 
     def api_key(self) -> str:
         """The key for the gemini backend, from the environment only (never a flag or a file)."""
+        from pipeline.logs import register_secret
         from transforms.gemini_client import api_key_from_env
 
-        return api_key_from_env(self.config.gemini.api_key_env)
+        key = api_key_from_env(self.config.gemini.api_key_env)
+        register_secret(key)  # redacted from every log line, should it ever reach one
+        return key
 
 
 def looks_like_api_key(value: str) -> bool:

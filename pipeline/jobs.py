@@ -50,6 +50,7 @@ ACTIVE = {"PENDING", "RUNNING"}
 RESUBMITTABLE = {"FAILED", "EXPIRED"}
 STALE_AFTER_S = 600.0
 _KEY = re.compile(r'"key"\s*:\s*"([^"]+)"')
+_TOKENS = re.compile(r'"(?:tokenCount|promptTokenCount)"\s*:\s*"?(\d+)')
 
 
 def owner_id() -> str:
@@ -320,6 +321,7 @@ class JobDriver:
             target = fs.join(self.paths.results, f"{record.request_name}.jsonl")
             retry: set[str] = set()
             seen: set[str] = set()
+            billed = 0
             with fs.open_write(target) as fh:
                 for line in self.client.download_lines(record.output_file):
                     line = line.rstrip("\n")
@@ -336,10 +338,12 @@ class JobDriver:
                         match = _KEY.search(line)
                         if match:
                             seen.add(match.group(1))
+                        tokens = _TOKENS.search(line)
+                        billed += int(tokens.group(1)) if tokens else 0
             crash_point("downloaded")
             followup = self._followup(record.request_name, retry, seen)
             self._delete_media(record)
-            self.ledger.update(record, state="COLLECTED", followup=followup)
+            self.ledger.update(record, state="COLLECTED", followup=followup, billed_tokens=billed)
             done += 1
         return done
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from pipeline import phases
 from pipeline.config import RunConfig, Settings, override_existing_run, validate
 from pipeline.jobs import Capacity, JobDriver, plan_waves
+from pipeline.ledger import Ledger
 from pipeline import runners
 from pipeline.run_layout import (
     RunPaths,
@@ -352,7 +353,6 @@ def result_sets(ctx: RunContext) -> list[ResultSet]:
     """One ResultSet per original request file: its own results and its follow-ups'
     (resubmissions, redrives) in attempt order; a key succeeds if any attempt did."""
     from pipeline.jobs import family_of, key_attempts
-    from pipeline.ledger import Ledger
 
     files = request_files(ctx.paths)
     families: dict[str, list] = {}
@@ -465,8 +465,6 @@ def finish(ctx: RunContext, plan: dict, index_report: dict) -> tuple[dict, int]:
     A completed run always becomes current, whatever its dead-letter rate or index
     outcome: its embeddings are good, so the next run carries them and pays only for
     what changed (exit 3 reports the dead letters; it does not throw the rows away)."""
-    from pipeline.ledger import Ledger
-
     rows, billed = embedded_rows(ctx.paths, "part-*.parquet")
     carried_rows, _ = embedded_rows(ctx.paths, "carried-*.parquet")
     objects = listing_counts(ctx.paths)
@@ -561,6 +559,39 @@ def phase_counts(plan: dict, records, counts: dict | None = None, outputs: dict 
     if index_report is not None:
         out["index"] = {"built": bool(index_report.get("built")), "vectors": index_report.get("n") or 0}
     return out
+
+
+STATUS_SCHEMA = "embedpipe.status/1"
+
+
+def status_report(ctx: RunContext, driver: JobDriver) -> dict:
+    """``embedpipe status --json``: what a sensor or a dashboard needs, in one object (a
+    superset of plain ``status``'s ``run_id``/``jobs``/``pending``; see the README)."""
+    state = read_json(ctx.paths.run_state)
+    plan = read_json(ctx.paths.plan)
+    records = Ledger(ctx.paths.ledger).all()
+    by_state = driver.summary()
+    pending = driver.pending()
+    billed = sum(r.billed_tokens for r in records if r.state == "COLLECTED")
+    return {
+        "schema": STATUS_SCHEMA,
+        "run_id": ctx.paths.run_id,
+        "run_dir": ctx.paths.root,
+        "jobs": by_state,
+        "pending": pending,
+        "phase": state.get("phase"),
+        "approval": state.get("approval") or {},
+        "request_files": {"total": sum(by_state.values()), "by_state": by_state,
+                          "waves_planned": plan["waves"]},
+        "tokens": {"planned": plan["tokens_total"],
+                   "submitted": sum(r.est_tokens for r in records if r.job_name or r.history),
+                   "billed_so_far": billed},
+        "estimated_cost_usd": plan["estimated_cost"],
+        "jobs_summary": job_summary(records),
+        "phases": phases.with_counts(state.get("phases", {}), phase_counts(plan, records)),
+        "engines": state.get("engines", {}),
+        "manifest": ctx.paths.manifest if fs.exists(ctx.paths.manifest) else None,
+    }
 
 
 def _index_summary(report: dict) -> dict:
