@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.util
 import io
 import json
 import os
@@ -39,6 +40,14 @@ FAST = (
     "--set", "gemini.max_poll_interval_s=0.2",
     "--set", "index.enabled=false",
 )
+
+
+def write_sample_corpus(directory) -> list[str]:
+    """The 39 sample documents of ``scripts/sample_corpus.py`` written to ``directory``."""
+    spec = importlib.util.spec_from_file_location("sample_corpus", REPO / "scripts" / "sample_corpus.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_corpus(str(directory))
 
 
 def _embedpipe_argv() -> list[str]:

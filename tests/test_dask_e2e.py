@@ -6,8 +6,6 @@ embedpipe starts a local cluster of ``dask.workers`` processes itself.
 """
 from __future__ import annotations
 
-import importlib.util
-import json
 import random
 import shutil
 from pathlib import Path
@@ -18,7 +16,18 @@ import pytest
 
 import media_factory as mf
 from dask_cluster import dask_cluster  # noqa: F401 (session fixture)
-from run_helpers import LOCAL, REPO, all_embeddings, cli_env, embedpipe, only_run, read_json, run_dirs, start, vectors
+from run_helpers import (
+    LOCAL,
+    all_embeddings,
+    cli_env,
+    embedpipe,
+    only_run,
+    read_json,
+    run_dirs,
+    start,
+    vectors,
+    write_sample_corpus,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -27,17 +36,11 @@ REPORT_KEYS = ("n", "d", "index_type", "factory", "nlist", "codec", "chosen_npro
                "shards", "space", "train_sample_size", "holdout_queries", "index_bytes", "serving")
 
 
-def _load_sample_corpus():
-    spec = importlib.util.spec_from_file_location("sample_corpus", REPO / "scripts" / "sample_corpus.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     corpus = tmp_path_factory.mktemp("dask") / "corpus"
-    _load_sample_corpus().write_corpus(str(corpus))
+    write_sample_corpus(corpus)
     mf.text_pdf(corpus / "manual.pdf", pages=8)
     mf.save_image(corpus / "logo.png", mf.translucent(), "PNG")
     return corpus

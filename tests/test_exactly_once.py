@@ -15,7 +15,6 @@ files, Parquet, dead letters, manifest):
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +32,6 @@ from pipeline.emulator.faults import Faults
 from run_helpers import (
     CRASH_POINTS,
     EXIT_PENDING,
-    REPO,
     Result,
     all_embeddings,
     assert_every_planned_chunk_once,
@@ -60,6 +58,7 @@ from run_helpers import (
     token_sum,
     vectors,
     wait_then_collect,
+    write_sample_corpus,
 )
 
 pytestmark = pytest.mark.slow
@@ -67,17 +66,11 @@ pytestmark = pytest.mark.slow
 ONE_WAVE = ("--set", "quota.enqueued_tokens=500000")  # every request file in the first wave
 
 
-def _load_sample_corpus():
-    spec = importlib.util.spec_from_file_location("sample_corpus", REPO / "scripts" / "sample_corpus.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sample") / "corpus"
-    written = _load_sample_corpus().write_corpus(str(root))
+    written = write_sample_corpus(root)
     assert len(written) == 39
     return root
 

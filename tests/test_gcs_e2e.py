@@ -11,7 +11,6 @@ split mode and redrive against a separately running Gemini emulator.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -39,6 +38,7 @@ from run_helpers import (
     start,
     token_sum,
     wait_then_collect,
+    write_sample_corpus,
 )
 
 pytestmark = pytest.mark.slow
@@ -59,19 +59,13 @@ DETERMINISTIC_NAME = re.compile(
 )
 
 
-def _load_sample_corpus():
-    spec = importlib.util.spec_from_file_location("sample_corpus", REPO / "scripts" / "sample_corpus.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def local_corpus(tmp_path_factory) -> Path:
     """The 39 sample documents plus a PDF, an MP3, a PNG and a locked (dead-letter) PDF."""
     root = tmp_path_factory.mktemp("gcs-corpus")
     corpus = root / "corpus"
-    _load_sample_corpus().write_corpus(str(corpus))
+    write_sample_corpus(corpus)
     (corpus / "media").mkdir()
     mf.text_pdf(corpus / "media" / "manual.pdf", pages=8)
     mf.audio_file(corpus / "media" / "song.mp3", seconds=6)
