@@ -13,11 +13,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import phases
+from pipeline import phases, runners
 from pipeline.config import RunConfig, Settings, override_existing_run, validate
 from pipeline.jobs import Capacity, JobDriver, plan_waves
 from pipeline.ledger import Ledger
-from pipeline import runners
 from pipeline.run_layout import (
     RunPaths,
     checksum,

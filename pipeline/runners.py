@@ -113,7 +113,7 @@ def local_cluster(workers: int) -> str:
             _LOG.info("starting a local Dask cluster of %d worker processes", workers)
             cluster = LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True,
-                host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
+                host="127.0.0.1", dashboard_address=":0", silence_logs=logging.ERROR,
             )
             _local_clusters[workers] = cluster
             atexit.register(cluster.close)

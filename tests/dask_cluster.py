@@ -38,11 +38,6 @@ class DaskCluster:
         """Beam options that point a pipeline (or ``embedpipe``) at this cluster."""
         return [f"--dask_client_address={self.address}"]
 
-    def worker_pids(self) -> set[int]:
-        import os
-
-        return set(self.client.run(os.getpid).values())
-
     @contextlib.contextmanager
     def task_stream(self) -> Iterator[list]:
         """Every task the scheduler ran inside the block (a list filled on exit)."""
@@ -63,7 +58,7 @@ def dask_cluster() -> Iterator[DaskCluster]:
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
+                           host="127.0.0.1", dashboard_address=":0", silence_logs=logging.ERROR)
     client = Client(cluster)
     client.wait_for_workers(WORKERS, timeout=120)
     try:
