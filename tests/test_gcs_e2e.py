@@ -152,7 +152,8 @@ def test_index_rebuild_replaces_the_index_in_place_on_gcs(gcs_run, bucket):
     assert res.returncode == 0, res.explain()
     report = json.loads(res.stdout)
     assert report["built"] is True and report["n"] == before["n"] > 40
-    # the rebuild deleted the old build's objects one by one (no batch call) and wrote one build
+    # the rebuild first deleted the old build's objects (one request each: fake-gcs-server
+    # cannot serve the batch delete Beam's FileSystems.delete sends) and left one build
     assert sorted(n for n in bucket.blobs("out/") if "/index/sample/" in n) == []
 
 

@@ -197,7 +197,8 @@ def write_once(uri: str, data: bytes) -> bool:
 def read_modify_write(uri: str, change: Callable[[bytes | None], bytes], attempts: int = 20) -> bytes:
     """Replace ``uri`` by ``change(current bytes or None)`` without losing a concurrent
     update: GCS compare-and-set on the generation read (retried on conflict); locally
-    an exclusive ``flock`` on ``<uri>.lock`` around the read and the atomic replace."""
+    an exclusive ``flock`` on a hidden ``.<name>.lock`` beside it around the read and the
+    atomic replace."""
     if is_gcs(uri):
         from google.api_core.exceptions import NotFound, PreconditionFailed
 
@@ -219,7 +220,7 @@ def read_modify_write(uri: str, change: Callable[[bytes | None], bytes], attempt
 
     directory = os.path.dirname(os.path.abspath(uri))
     os.makedirs(directory, exist_ok=True)
-    with open(uri + ".lock", "a+b") as lock:
+    with open(os.path.join(directory, f".{os.path.basename(uri)}.lock"), "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             with open(uri, "rb") as fh:
