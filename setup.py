@@ -5,6 +5,12 @@ dependencies) so every module the pipeline pickles by reference is importable th
 """
 from setuptools import find_packages, setup
 
+# The minor version is pinned: pipeline/dask_runner.py (the DaskRunner fix) relies on Beam
+# internals (DoFn invoker, output handler, the dask overrides) that change between minors.
+BEAM = "apache-beam[gcp]==2.77.*"
+# A real distributed engine that runs offline: `runner: DaskRunner` (pip install 'embedpipe[dask]').
+DASK = ["dask[distributed]>=2024.4.2"]
+
 setup(
     name="embedpipe",
     version="0.1.0",
@@ -17,7 +23,7 @@ setup(
     # the package (a wheel without them could not run at all).
     package_data={"transforms": ["configs/*.yaml", "configs/limits/*.yaml"]},
     install_requires=[
-        "apache-beam[gcp]==2.77.*",  # = the SDK image of dataflow/Dockerfile
+        BEAM,
         "google-genai>=2.34,<4",
         "google-cloud-storage>=2.16,<4",
         "pyarrow>=16",
@@ -32,7 +38,9 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
+        "dask": DASK,
         "dev": [
+            *DASK,
             "pytest>=8",
             "hypothesis>=6.100",
             "fpdf2>=2.7",

@@ -147,15 +147,17 @@ def cmd_status(args, beam_args) -> int:
     """
     ctx = _existing_context(args, beam_args)
     from pipeline.backend import open_backend
-    from pipeline.run import drive_jobs, require_approved
+    from pipeline.run import drive_jobs, require_approved, status_report
 
     require_approved(ctx)
     preflight.check_backend(ctx.settings)
     with open_backend(ctx.settings) as client:
         driver = drive_jobs(ctx, client, once=True)
-        summary = driver.summary()
         pending = driver.pending()
-    print_json({"run_id": ctx.paths.run_id, "jobs": summary, "pending": pending})
+        if args.json:
+            print_json(status_report(ctx, driver))
+        else:  # the original contract: tools parse exactly these three keys
+            print_json({"run_id": ctx.paths.run_id, "jobs": driver.summary(), "pending": pending})
     return EXIT_PENDING if pending else EXIT_OK
 
 

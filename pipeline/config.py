@@ -149,6 +149,16 @@ class IndexSettings(Section):
     exact_below: int = Field(10_000, ge=0, description="Corpora smaller than this get an exact index")
 
 
+class DaskSettings(Section):
+    workers: int = Field(
+        2, ge=1, description="Worker processes of the local cluster started when no --dask_client_address is given"
+    )
+
+
+RUNNERS = ("FnApiRunner", "DirectRunner", "DaskRunner", "DataflowRunner", "PrismRunner",
+           "BundleBasedDirectRunner")
+
+
 class RunConfig(Section):
     sources: list[str] = Field(default_factory=list)
     allowed_roots: list[str] = Field(
@@ -177,15 +187,20 @@ class RunConfig(Section):
     requests: RequestSettings = RequestSettings()
     quota: QuotaSettings = QuotaSettings()
     index: IndexSettings = IndexSettings()
+    dask: DaskSettings = DaskSettings()
 
     @field_validator("runner")
     @classmethod
     def _known_runner(cls, value: str) -> str:
-        if value in {"DirectRunner", "PrismRunner"}:
-            raise ValueError(
-                f"{value} first tries to download a Prism binary; use FnApiRunner locally "
-                "(it also takes --direct_running_mode / --direct_num_workers) or DataflowRunner"
-            )
+        """A runner embedpipe knows (see pipeline.runners), or a dotted class path."""
+        if value not in RUNNERS and "." not in value:
+            raise ValueError(f"unknown runner (fix: one of {', '.join(RUNNERS)}, or a dotted class path)")
+        if value == "DaskRunner":
+            import importlib.util
+
+            if importlib.util.find_spec("distributed") is None:
+                raise ValueError("needs dask.distributed, which is not installed "
+                                 "(fix: pip install 'embedpipe[dask]')")
         return value
 
 
@@ -263,9 +278,12 @@ class Settings:
 
     def api_key(self) -> str:
         """The key for the gemini backend, from the environment only (never a flag or a file)."""
+        from pipeline.logs import register_secret
         from transforms.gemini_client import api_key_from_env
 
-        return api_key_from_env(self.config.gemini.api_key_env)
+        key = api_key_from_env(self.config.gemini.api_key_env)
+        register_secret(key)  # redacted from every log line, should it ever reach one
+        return key
 
 
 def looks_like_api_key(value: str) -> bool:

@@ -50,6 +50,7 @@ ACTIVE = {"PENDING", "RUNNING"}
 RESUBMITTABLE = {"FAILED", "EXPIRED"}
 STALE_AFTER_S = 600.0
 _KEY = re.compile(r'"key"\s*:\s*"([^"]+)"')
+_TOKENS = re.compile(r'"(?:tokenCount|promptTokenCount)"\s*:\s*"?(\d+)')
 
 
 def owner_id() -> str:
@@ -320,6 +321,7 @@ class JobDriver:
             target = fs.join(self.paths.results, f"{record.request_name}.jsonl")
             retry: set[str] = set()
             seen: set[str] = set()
+            billed = 0
             with fs.open_write(target) as fh:
                 for line in self.client.download_lines(record.output_file):
                     line = line.rstrip("\n")
@@ -336,10 +338,12 @@ class JobDriver:
                         match = _KEY.search(line)
                         if match:
                             seen.add(match.group(1))
+                        tokens = _TOKENS.search(line)
+                        billed += int(tokens.group(1)) if tokens else 0
             crash_point("downloaded")
             followup = self._followup(record.request_name, retry, seen)
             self._delete_media(record)
-            self.ledger.update(record, state="COLLECTED", followup=followup)
+            self.ledger.update(record, state="COLLECTED", followup=followup, billed_tokens=billed)
             done += 1
         return done
 
@@ -384,19 +388,26 @@ class JobDriver:
             counts[state] = counts.get(state, 0) + 1
         return counts
 
-    def drive(self, poll_s: float, max_poll_s: float, once: bool = False) -> dict[str, int]:
-        """Submit, poll and download until every file's job has ended (or one pass)."""
+    def drive(self, poll_s: float, max_poll_s: float, once: bool = False,
+              timer=lambda phase: contextlib.nullcontext()) -> dict[str, int]:
+        """Submit, poll and download until every file's job has ended (or one pass).
+        ``timer(phase)`` times the wait, submit and collect parts of each pass."""
         delay = poll_s
         while True:
-            self.refresh()
-            self.reclaim_failed()
-            self.download_finished()
-            self.submit_ready()
+            with timer("wait"):
+                self.refresh()
+            with timer("submit"):
+                self.reclaim_failed()
+            with timer("collect"):
+                self.download_finished()
+            with timer("submit"):
+                self.submit_ready()
             summary = self.summary()
             progress(summary)
             if once or not self.pending():
                 return summary
-            time.sleep(delay * (0.8 + 0.4 * random.random()))
+            with timer("wait"):
+                time.sleep(delay * (0.8 + 0.4 * random.random()))
             delay = min(max_poll_s, max(delay * 1.5, 0.05))
 
 

@@ -11,6 +11,8 @@ must be an image (by content), a ``--file`` something the model embeds; spaces n
 from __future__ import annotations
 
 import os
+import sys
+import time
 
 import numpy as np
 
@@ -100,7 +102,14 @@ def query_run(ctx, *, text=None, image=None, file=None, k: int = 5,
     c = ctx.settings.config
     convention = convention or QueryConvention.for_model(c.model)
     parts = query_parts(ctx.settings, text, image, file, convention)
-    searcher = IndexSearcher.open(_index_or_nothing(ctx))
+    index_dir = _index_or_nothing(ctx)
+    started = time.monotonic()
+    searcher = IndexSearcher.open(index_dir)
+    if fs.is_remote(index_dir):
+        files = fs.match(fs.join(index_dir, "**"))
+        print(f"[embedpipe] index: downloaded from {index_dir} to a local temp dir and opened in "
+              f"{time.monotonic() - started:.2f}s (the index holds {len(files)} file(s), "
+              f"{sum(size for _, size in files) / 1e6:.2f} MB)", file=sys.stderr, flush=True)
     searcher.check_space(c.model, c.dimensionality)
     with open_backend(ctx.settings) as client:
         vectors = client.embed_sync(c.model, [parts], c.dimensionality, task_type=convention.task_type)

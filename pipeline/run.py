@@ -8,12 +8,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import phases, runners
 from pipeline.config import RunConfig, Settings, override_existing_run, validate
 from pipeline.jobs import Capacity, JobDriver, plan_waves
+from pipeline.ledger import Ledger
 from pipeline.run_layout import (
     RunPaths,
     checksum,
@@ -85,10 +88,35 @@ def start_run(settings: Settings, paths: RunPaths) -> None:
     )
 
 
-def update_run_state(paths: RunPaths, **fields) -> None:
-    state = read_json(paths.run_state)
-    state.update(fields)
-    write_json(paths.run_state, state)
+def update_run_state(paths: RunPaths, change=None, **fields) -> dict:
+    """Set ``fields`` in run.json (and apply ``change(state)``, if given) without losing a
+    concurrent process's update (split-mode commands and racing submits share it)."""
+
+    def apply(current: bytes | None) -> bytes:
+        state = json.loads(current) if current else {}
+        state.update(fields)
+        if change is not None:
+            change(state)
+        return (json.dumps(state, indent=2, sort_keys=True) + "\n").encode()
+
+    return json.loads(fs.read_modify_write(paths.run_state, apply))
+
+
+def record_phases(ctx: "RunContext", pipeline_phase: str | None = None, tasks: dict | None = None) -> None:
+    """Add what this process measured (``phases.clock``) to run.json, and the engine that ran
+    ``pipeline_phase`` (prepare, write, index) when one did, with its tasks per worker."""
+    measured = phases.clock.drain()
+    engine = runners.engine(ctx.settings, list(ctx.beam_args)) if pipeline_phase else None
+    if engine and tasks:
+        engine["tasks_by_worker"] = tasks
+
+    def change(state: dict) -> None:
+        state["phases"] = phases.merge(state.get("phases") or {}, measured)
+        if engine:
+            state.setdefault("engines", {})[pipeline_phase] = engine
+
+    if measured or engine:
+        update_run_state(ctx.paths, change)
 
 
 def set_phase(paths: RunPaths, phase: str) -> None:
@@ -338,8 +366,14 @@ def prepare(ctx: RunContext) -> dict:
     from pipeline import graph
 
     previous = begin_prepare(ctx)
-    graph.run_prepare(ctx.settings, ctx.paths, list(ctx.beam_args), previous)
+    runners.announce(ctx.settings, list(ctx.beam_args))
+    with runners.worker_tasks(ctx.settings, list(ctx.beam_args)) as tasks:
+        windows = graph.run_prepare(ctx.settings, ctx.paths, list(ctx.beam_args), previous)
     plan = write_plan(ctx)
+    windows["plan"] = (windows["plan"][0], time.time())
+    for name, (start, end) in windows.items():
+        phases.clock.add(name, start, end)
+    record_phases(ctx, "prepare", tasks)
     set_phase(ctx.paths, "prepared")
     return plan
 
@@ -354,7 +388,11 @@ def drive_jobs(ctx: RunContext, client, *, once: bool) -> JobDriver:
     require_approved(ctx)
     c = ctx.settings.config
     driver = job_driver(ctx, client)
-    driver.drive(c.gemini.poll_interval_s, c.gemini.max_poll_interval_s, once=once)
+    try:
+        driver.drive(c.gemini.poll_interval_s, c.gemini.max_poll_interval_s, once=once,
+                     timer=phases.clock.phase)
+    finally:
+        record_phases(ctx)
     return driver
 
 
@@ -362,7 +400,6 @@ def result_sets(ctx: RunContext) -> list[ResultSet]:
     """One ResultSet per original request file: its own results and its follow-ups'
     (resubmissions, redrives) in attempt order; a key succeeds if any attempt did."""
     from pipeline.jobs import family_of, key_attempts
-    from pipeline.ledger import Ledger
 
     files = request_files(ctx.paths)
     families: dict[str, list] = {}
@@ -391,7 +428,10 @@ def result_sets(ctx: RunContext) -> list[ResultSet]:
 def write_embeddings(ctx: RunContext) -> None:
     from pipeline import graph
 
-    graph.run_write(ctx.settings, ctx.paths, result_sets(ctx), extra_args=list(ctx.beam_args))
+    runners.announce(ctx.settings, list(ctx.beam_args))
+    with runners.worker_tasks(ctx.settings, list(ctx.beam_args)) as tasks, phases.clock.phase("write"):
+        graph.run_write(ctx.settings, ctx.paths, result_sets(ctx), extra_args=list(ctx.beam_args))
+    record_phases(ctx, "write", tasks)
     set_phase(ctx.paths, "written")
 
 
@@ -416,8 +456,14 @@ def build_index(ctx: RunContext, *, requested: bool = False) -> dict:
         delete(match_paths(fs.join(IndexLayout.of_run(ctx.paths.root).root, "**")))
         return {"built": False, "reason": "the run has no embeddings: nothing to index"}
     config = IndexConfig(**ix.model_dump(exclude={"enabled"}))
+    runners.announce(ctx.settings, list(ctx.beam_args))
     options = graph.pipeline_options(ctx.settings, list(ctx.beam_args))
-    return build(ctx.paths.root, config, options)
+    tasks: dict = {}
+    try:
+        with runners.worker_tasks(ctx.settings, list(ctx.beam_args)) as tasks, phases.clock.phase("index"):
+            return build(ctx.paths.root, config, options)
+    finally:
+        record_phases(ctx, "index", tasks)
 
 
 def embedded_total(paths: RunPaths) -> int:
@@ -465,8 +511,6 @@ def finish(ctx: RunContext, plan: dict, index_report: dict) -> tuple[dict, int]:
     A completed run always becomes current, whatever its dead-letter rate or index
     outcome: its embeddings are good, so the next run carries them and pays only for
     what changed (exit 3 reports the dead letters; it does not throw the rows away)."""
-    from pipeline.ledger import Ledger
-
     rows, billed = embedded_rows(ctx.paths, "part-*.parquet")
     carried_rows, _ = embedded_rows(ctx.paths, "carried-*.parquet")
     objects = listing_counts(ctx.paths)
@@ -477,6 +521,25 @@ def finish(ctx: RunContext, plan: dict, index_report: dict) -> tuple[dict, int]:
         for path, _ in fs.match(fs.join(ctx.paths.root, sub, "**")):
             outputs[path[len(ctx.paths.root) + 1 :]] = checksum(path)
     c = ctx.settings.config
+    state = read_json(ctx.paths.run_state)
+    records = Ledger(ctx.paths.ledger).all()
+    counts = {
+        "listed": objects["listed"],
+        "chunked_objects": objects["by_status"].get("chunked", 0),
+        "empty_objects": objects["by_status"].get("empty", 0),
+        "dead_objects": dead_objects,
+        "skipped_objects": objects["by_status"].get("skipped", 0),
+        "unchanged": objects["by_status"].get("unchanged", 0),
+        "tombstoned": objects["tombstoned"],
+        "chunks": objects["chunks"],
+        "embedded_rows": rows,
+        "prepare_dead_letters": objects["dead_letters"],
+        "dead_chunks": dead_chunks,
+        "carried_rows": carried_rows,
+        "carried_dead_chunks": _count_lines(fs.join(ctx.paths.deadletters, "carried*.jsonl")),
+        "inputs": objects["inputs"],
+        "failed_inputs": objects["failed_inputs"] + min(dead_chunks, objects["chunks"]),
+    }
     manifest = {
         "run_id": ctx.paths.run_id,
         "finished_at": _now(),
@@ -485,32 +548,21 @@ def finish(ctx: RunContext, plan: dict, index_report: dict) -> tuple[dict, int]:
         "config_fingerprint": ctx.settings.fingerprint(),
         "sources": c.sources,
         "inputs": {"listing": [p for p in outputs if p.startswith("listing/")]},
-        "counts": {
-            "listed": objects["listed"],
-            "chunked_objects": objects["by_status"].get("chunked", 0),
-            "empty_objects": objects["by_status"].get("empty", 0),
-            "dead_objects": dead_objects,
-            "skipped_objects": objects["by_status"].get("skipped", 0),
-            "unchanged": objects["by_status"].get("unchanged", 0),
-            "tombstoned": objects["tombstoned"],
-            "chunks": objects["chunks"],
-            "embedded_rows": rows,
-            "prepare_dead_letters": objects["dead_letters"],
-            "dead_chunks": dead_chunks,
-            "carried_rows": carried_rows,
-            "carried_dead_chunks": _count_lines(fs.join(ctx.paths.deadletters, "carried*.jsonl")),
-            "inputs": objects["inputs"],
-            "failed_inputs": objects["failed_inputs"] + min(dead_chunks, objects["chunks"]),
-        },
-        "previous_run": read_json(ctx.paths.run_state).get("previous_run"),
+        "counts": counts,
+        "previous_run": state.get("previous_run"),
         "tokens": {
             "planned": plan["tokens_total"],
             "billed": sum(billed.values()),
             "billed_by_modality": billed,
         },
         "cost": {"planned": plan["estimated_cost"], "billed": estimate_cost(ctx.settings, billed)},
-        "jobs": job_summary(Ledger(ctx.paths.ledger).all()),
+        "jobs": job_summary(records),
         "index": _index_summary(index_report),
+        "engines": state.get("engines", {}),
+        "phases": phases.with_counts(
+            state.get("phases", {}),
+            phase_counts(plan, records, counts, outputs, index_report),
+        ),
         "outputs": outputs,
     }
     counts = manifest["counts"]
@@ -530,11 +582,75 @@ def finish(ctx: RunContext, plan: dict, index_report: dict) -> tuple[dict, int]:
     return manifest, 3 if manifest["deadletters"]["over_tolerance"] else 0
 
 
+def phase_counts(plan: dict, records, counts: dict | None = None, outputs: dict | None = None,
+                 index_report: dict | None = None) -> dict[str, dict]:
+    """What each phase produced, from the run's own records (the plan, the ledger and, once
+    written, the manifest counts and outputs), so retries never inflate them."""
+    objects = plan["objects"]
+    ended = {"COLLECTED", "CANCELLED", "FAILED", "EXPIRED", "SUCCEEDED"}
+    out = {
+        "list": {"objects": objects["listed"], "unchanged": objects["by_status"].get("unchanged", 0),
+                 "tombstoned": objects["tombstoned"]},
+        "chunk": {"chunks": objects["chunks"], "chunked_objects": objects["by_status"].get("chunked", 0),
+                  "dead_objects": objects["by_status"].get("dead", 0),
+                  "empty_objects": objects["by_status"].get("empty", 0)},
+        "plan": {"request_files": plan["request_files"], "tokens": plan["tokens_total"],
+                 "waves": plan["waves"], "estimated_batch_usd": plan["estimated_cost"]["batch_usd"]},
+        "submit": {"jobs_created": sum(bool(r.job_name) + sum(1 for h in r.history if h[0]) for r in records),
+                   "resubmitted_jobs": sum(len(r.history) for r in records),
+                   "followup_files": sum(1 for r in records if "-r" in r.request_name)},
+        "wait": {"jobs_ended": sum(1 for r in records if r.state in ended),
+                 "jobs_pending": sum(1 for r in records if r.state not in ended)},
+        "collect": {"result_files": sum(1 for r in records if r.state == "COLLECTED")},
+    }
+    if counts is not None:
+        out["write"] = {"rows": counts["embedded_rows"], "dead_chunks": counts["dead_chunks"],
+                        "carried_rows": counts["carried_rows"],
+                        "parts": sum(1 for p in outputs or {} if p.startswith("embeddings/part-"))}
+    if index_report is not None:
+        out["index"] = {"built": index_report.get("built") is not False, "vectors": index_report.get("n") or 0}
+    return out
+
+
+STATUS_SCHEMA = "embedpipe.status/1"
+
+
+def status_report(ctx: RunContext, driver: JobDriver) -> dict:
+    """``embedpipe status --json``: what a sensor or a dashboard needs, in one object (a
+    superset of plain ``status``'s ``run_id``/``jobs``/``pending``; see the README)."""
+    state = read_json(ctx.paths.run_state)
+    plan = read_json(ctx.paths.plan)
+    records = Ledger(ctx.paths.ledger).all()
+    by_state = driver.summary()
+    pending = driver.pending()
+    billed = sum(r.billed_tokens for r in records if r.state == "COLLECTED")
+    return {
+        "schema": STATUS_SCHEMA,
+        "run_id": ctx.paths.run_id,
+        "run_dir": ctx.paths.root,
+        "jobs": by_state,
+        "pending": pending,
+        "phase": state.get("phase"),
+        "approval": state.get("approval") or {},
+        "request_files": {"total": sum(by_state.values()), "by_state": by_state,
+                          "waves_planned": plan["waves"]},
+        "tokens": {"planned": plan["tokens_total"],
+                   "submitted": sum(r.est_tokens for r in records if r.job_name or r.history),
+                   "billed_so_far": billed},
+        "estimated_cost_usd": plan["estimated_cost"],
+        "jobs_summary": job_summary(records),
+        "phases": phases.with_counts(state.get("phases", {}), phase_counts(plan, records)),
+        "engines": state.get("engines", {}),
+        "manifest": ctx.paths.manifest if fs.exists(ctx.paths.manifest) else None,
+    }
+
+
 def _index_summary(report: dict) -> dict:
     """The manifest's index section: a built index's key figures, or why there is none."""
     if report.get("built") is False:
         return {k: report[k] for k in ("built", "reason", "error") if k in report}
-    return {"built": True, **{k: report.get(k) for k in ("factory", "nlist", "nprobe", "ntotal", "recall")}}
+    return {"built": True, "ntotal": report.get("n"), "nprobe": report.get("chosen_nprobe"),
+            **{k: report.get(k) for k in ("factory", "nlist", "recall")}}
 
 
 def deadletter_message(ctx: RunContext, manifest: dict) -> str:

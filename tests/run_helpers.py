@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import importlib.util
+import io
 import json
 import os
 import secrets
@@ -298,7 +299,11 @@ def request_files(run_dir: Path) -> list[dict]:
 
 
 def keys_of(keys_path) -> list[str]:
-    return pq.read_table(str(keys_path), columns=["chunk_id"]).column("chunk_id").to_pylist()
+    """Chunk ids of a key list (a local path or, for gs:// runs, the object)."""
+    from transforms import fs
+
+    data = io.BytesIO(fs.read_bytes(str(keys_path)))
+    return pq.read_table(data, columns=["chunk_id"]).column("chunk_id").to_pylist()
 
 
 def planned_keys(run_dir: Path) -> list[str]:

@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
+from gcs_emulator import gcs_emulator  # noqa: F401 (session fixture of gcs_output)
+from gcs_run import gcs_output  # noqa: F401 (pytest fixture)
 from pipeline.emulator import FaultConfig, HttpFault
 from pipeline.emulator.faults import Faults
 from run_helpers import (
@@ -178,10 +180,14 @@ def test_kill_9_then_rerun_pays_once_and_loses_nothing(point, crash_scenarios, c
 
 
 # -- 2. two concurrent submits ---------------------------------------------------------
-def test_two_concurrent_submits_create_one_job_per_request_file(corpus, tmp_path):
-    out = tmp_path / "out"
+@pytest.mark.parametrize("where", ["local", "gcs"])
+def test_two_concurrent_submits_create_one_job_per_request_file(corpus, tmp_path, request, where):
+    """The race, with the ledger on local disk (exclusive create) and on GCS (fake-gcs-server:
+    ``if_generation_match=0``)."""
+    gcs = request.getfixturevalue("gcs_output") if where == "gcs" else None
+    out = gcs.uri if gcs else tmp_path / "out"
     with standalone_emulator(tmp_path / "emulator", quota_tokens=3000) as (server, url, key):
-        env = cli_env(api_key=key)
+        env = {**cli_env(api_key=key), **(gcs.env if gcs else {})}
         args = run_args("submit", corpus, out, *gemini_args(url))
         first, second = start(*args, env=env), start(*args, env=env)
         results = [first.wait(), second.wait()]
@@ -193,7 +199,7 @@ def test_two_concurrent_submits_create_one_job_per_request_file(corpus, tmp_path
         assert collect.returncode == 0, collect.explain()
         stats = server.stats()
 
-    run_dir = only_run(out)
+    run_dir = only_run(gcs.mirror(tmp_path / "mirror") if gcs else out)
     assert run_dir.name in run_ids
     jobs = assert_one_success_per_request_file(run_dir, stats)
     assert set(jobs) == {f["name"] for f in request_files(run_dir)}

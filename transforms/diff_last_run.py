@@ -94,7 +94,10 @@ class DiffAgainstLastRun(beam.PTransform):
     def expand(self, sources):
         previous = (
             sources.pipeline
-            | "Read previous listing" >> beam.io.ReadFromText(self._previous.listing_glob)
+            # ReadAll: the glob is matched when the pipeline runs, on workers, by plain
+            # DoFns (ReadFromText matches it at graph build and needs a runner-level Read)
+            | "Previous listing files" >> beam.Create([self._previous.listing_glob])
+            | "Read previous listing" >> beam.io.ReadAllFromText()
             | "Parse previous listing" >> beam.Map(json.loads)
             | "Key previous by URI" >> beam.Map(lambda row: (row["uri"], row))
         )
