@@ -199,7 +199,7 @@ CONFIG_ERRORS = [
     (("--set", "quota.enqueued_tokens=0"), "quota.enqueued_tokens:"),
     (("--set", "media.truncated_media=maybe"), "media.truncated_media:"),
     (("--set", "model=gemini-embedding-9"), "model: no limits profile for 'gemini-embedding-9'"),
-    (("--set", "runner=DirectRunner"), "runner:"),
+    (("--set", "runner=SparkRunnr"), "runner: unknown runner"),
     (("--set", "text.overlap_chars=5000"), "text.overlap_chars:"),
     (("--set", "dimensionality"), "--set 'dimensionality': expected key=value"),
 ]
