@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# Airflow lives in its own venv (the `airflow` extra): never in the base install.
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_PY := $(AIRFLOW_VENV)/bin/python
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install install-airflow demo demo-migrate test test-airflow test-fast bench clean
 
 install: $(STAMP)
 
@@ -14,11 +18,29 @@ $(STAMP): setup.py
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+install-airflow: $(AIRFLOW_STAMP)
+
+$(AIRFLOW_STAMP): setup.py
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_PY) -m pip install --quiet --upgrade pip
+	$(AIRFLOW_PY) -m pip install --quiet -e '.[airflow,dev]'
+	touch $(AIRFLOW_STAMP)
+
 demo: install
 	$(PY) scripts/demo.py
 
+demo-migrate: install
+	$(PY) scripts/demo_migrate.py
+
 test: install
 	$(PY) -m pytest -q
+	$(MAKE) test-airflow
+
+# The Airflow operators and shipped DAGs, run with `airflow dags test` (tests/airflow_provider/).
+# A private --basetemp: the session keeps an Airflow home (SQLite) for minutes, and pytest
+# runs of other checkouts on the same machine prune the shared /tmp/pytest-of-<user>.
+test-airflow: install-airflow
+	$(AIRFLOW_PY) -m pytest -q --basetemp=$(AIRFLOW_VENV)/pytest-tmp tests/airflow_provider
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
@@ -27,4 +49,4 @@ bench: install
 	$(PY) scripts/bench_all.py --out bench-results.json
 
 clean:
-	rm -rf $(VENV) demo-out *.egg-info
+	rm -rf $(VENV) $(AIRFLOW_VENV) demo-out *.egg-info

@@ -46,8 +46,36 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _migrate_args(m: argparse.ArgumentParser) -> None:
+    steps = m.add_subparsers(dest="migrate_command", required=True)
+    imp = steps.add_parser("import", help="validate a legacy 001 store and build the legacy index")
+    imp.add_argument("--config", required=True, help="migration config (e.g. configs/migration.yaml)")
+    imp.add_argument("--legacy", required=True, metavar="PATH",
+                     help="Parquet/JSONL/Avro file, directory or glob, or an embedpipe 001 run")
+    imp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    for name, help_text in (
+        ("plan", "tokens, cost and waves of the full re-embedding and of a subset; spends nothing"),
+        ("run", "re-embed a stratified subset (--fraction) or everything with the new model"),
+    ):
+        step = steps.add_parser(name, help=help_text)
+        step.add_argument("--fraction", type=float, help="share of the corpus (default: all; plan: "
+                          "migration.subset_fraction)")
+    ev = steps.add_parser("evaluate", help="A/B report of both indexes on your queries")
+    ev.add_argument("--queries", required=True, help='JSONL {"query": ..., "relevant_ids": [...]}')
+    ev.add_argument("-k", type=int, help="results per query (default migration.evaluation.k)")
+    cut = steps.add_parser("cutover", help="serve the new index if the gate passes")
+    cut.add_argument("--force", action="store_true", help="cut over even if the gate fails (recorded)")
+    steps.add_parser("rollback", help="serve the legacy index again")
+    for step in steps.choices.values():
+        step.add_argument("--output", required=True, help="the migration output (local path or gs://)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="embedpipe", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS,
+                        help="stderr as text (default) or one JSON object per line "
+                             "(also: EMBEDPIPE_LOG_FORMAT=json)")
+    parser = argparse.ArgumentParser(prog="embedpipe", description=__doc__, parents=[common])
     parser.add_argument("-v", "--verbose", action="store_true", help="log INFO messages")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (
@@ -55,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("plan", "write plan.json and print the estimate; submits nothing"),
         ("submit", "list, chunk, write request files, submit the first wave; exits"),
     ):
-        p = sub.add_parser(name, help=help_text)
+        p = sub.add_parser(name, help=help_text, parents=[common])
         _run_args(p)
         if name == "plan":
             p.add_argument("--check", action="store_true",
@@ -66,8 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("index", "(re)build the index of a run"),
         ("redrive", "resubmit the run's dead-lettered chunks that may succeed now"),
     ):
-        _existing_run_args(sub.add_parser(name, help=help_text))
-    q = sub.add_parser("query", help="search a run's index")
+        p = sub.add_parser(name, help=help_text, parents=[common])
+        _existing_run_args(p)
+        if name == "status":
+            p.add_argument("--json", action="store_true",
+                           help="a richer object for sensors and dashboards: states, approval, "
+                                "tokens planned/billed so far, phase timings (see README)")
+    q = sub.add_parser("query", help="search a run's index", parents=[common])
     _existing_run_args(q)
     q.add_argument("text", nargs="?", help="query text")
     q.add_argument("--image", help="query by an image file")
@@ -76,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batch mode: one text query per line ('-' = stdin); JSONL out")
     q.add_argument("-k", type=positive_int, default=5, help="number of results (at least 1)")
     q.add_argument("--json", action="store_true", help="machine-readable output")
-    e = sub.add_parser("emulator", help="serve the Gemini API emulator")
+    _migrate_args(sub.add_parser("migrate", help="migrate a corpus from gemini-embedding-001",
+                                 parents=[common]))
+    e = sub.add_parser("emulator", help="serve the Gemini API emulator", parents=[common])
     e.add_argument("--host", default="127.0.0.1")
     e.add_argument("--port", type=int, default=8765)
     e.add_argument("--api-key", help="require this key (default: accept any non-empty key)")
@@ -89,10 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    from pipeline import logs
+
+    try:
+        logs.configure(logs.log_format(getattr(args, "log_format", None)), args.verbose)
+    except ValueError as exc:
+        print(f"embedpipe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if beam_args and not beam_args[0].startswith("-"):
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     from pipeline import commands

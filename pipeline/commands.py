@@ -83,10 +83,15 @@ def _existing_context(args, beam_args, *, submitted_only: bool = True):
     return RunContext(settings, paths, tuple(beam_args))
 
 
-def _report(ctx, plan: dict) -> int:
-    from pipeline.run import complete, summary_text
+def _complete(ctx, plan: dict) -> int:
+    from pipeline.run import complete
 
-    manifest, code, messages = complete(ctx, plan)
+    return _report(ctx, plan, *complete(ctx, plan))
+
+
+def _report(ctx, plan: dict, manifest: dict, code: int, messages: list[str]) -> int:
+    from pipeline.run import summary_text
+
     print(summary_text(plan, manifest))
     for message in messages:
         print(f"embedpipe: {message}", file=sys.stderr)
@@ -113,38 +118,19 @@ def cmd_plan(args, beam_args) -> int:
     return EXIT_OK
 
 
-def _prepare_approved(ctx) -> dict:
-    """Prepare (or reuse) the run's plan and approve it against the budget; over budget,
-    the run is recorded as refused and the slot given back, so the next attempt re-lists
-    the corpus instead of resuming a run that submitted nothing."""
-    from pipeline.run import BudgetExceeded, approve, prepare, release_slot
-
-    plan = prepare(ctx)
-    try:
-        approve(ctx, plan)
-    except BudgetExceeded:
-        release_slot(ctx.settings)
-        raise
-    return plan
-
-
 def cmd_run(args, beam_args) -> int:
     ctx = _acquired_context(args, beam_args)
-    from pipeline.backend import open_backend
-    from pipeline.run import drive_jobs
+    from pipeline.run import run_to_completion
 
-    plan = _prepare_approved(ctx)
-    with open_backend(ctx.settings) as client:
-        drive_jobs(ctx, client, once=False)
-    return _report(ctx, plan)
+    return _report(ctx, *run_to_completion(ctx))
 
 
 def cmd_submit(args, beam_args) -> int:
     ctx = _acquired_context(args, beam_args)
     from pipeline.backend import open_backend
-    from pipeline.run import drive_jobs
+    from pipeline.run import drive_jobs, prepare_approved
 
-    _prepare_approved(ctx)
+    prepare_approved(ctx)
     with open_backend(ctx.settings) as client:
         drive_jobs(ctx, client, once=True)
     print(ctx.paths.run_id)
@@ -162,15 +148,17 @@ def cmd_status(args, beam_args) -> int:
     """
     ctx = _existing_context(args, beam_args)
     from pipeline.backend import open_backend
-    from pipeline.run import drive_jobs, require_approved
+    from pipeline.run import drive_jobs, require_approved, status_report
 
     require_approved(ctx)
     preflight.check_backend(ctx.settings)
     with open_backend(ctx.settings) as client:
         driver = drive_jobs(ctx, client, once=True)
-        summary = driver.summary()
         pending = driver.pending()
-    print_json({"run_id": ctx.paths.run_id, "jobs": summary, "pending": pending})
+        if args.json:
+            print_json(status_report(ctx, driver))
+        else:  # the original contract: tools parse exactly these three keys
+            print_json({"run_id": ctx.paths.run_id, "jobs": driver.summary(), "pending": pending})
     return EXIT_PENDING if pending else EXIT_OK
 
 
@@ -187,7 +175,7 @@ def cmd_collect(args, beam_args) -> int:
     if pending:
         print(f"run {ctx.paths.run_id}: jobs still pending", file=sys.stderr)
         return EXIT_PENDING
-    return _report(ctx, read_json(ctx.paths.plan))
+    return _complete(ctx, read_json(ctx.paths.plan))
 
 
 def cmd_redrive(args, beam_args) -> int:
@@ -205,7 +193,7 @@ def cmd_redrive(args, beam_args) -> int:
         return EXIT_OK
     with open_backend(ctx.settings) as client:
         drive_jobs(ctx, client, once=False)
-    return _report(ctx, read_json(ctx.paths.plan))
+    return _complete(ctx, read_json(ctx.paths.plan))
 
 
 def cmd_index(args, beam_args) -> int:
@@ -217,19 +205,28 @@ def cmd_index(args, beam_args) -> int:
 
 
 def cmd_query(args, beam_args) -> int:
+    """Without --run: the index ``serving.json`` names (see ``embedpipe migrate``), else
+    the run ``current.json`` names."""
+    preflight.check_existing_output(args.output)
+    from pipeline.migrate.serving import read_serving, serving_context
     from pipeline.query import NothingToSearch, query_run
     from pipeline.run_layout import RunPaths, read_json
     from transforms import fs
 
-    preflight.check_existing_output(args.output)
-    current = RunPaths(args.output, "-").current
-    if args.run_id is None and fs.exists(current):
-        args.run_id = read_json(current)["run_id"]
-    ctx = _existing_context(args, beam_args)
+    serving = read_serving(args.output) if args.run_id is None else None
+    convention = None
+    if serving is not None:
+        ctx, convention = serving_context(serving, beam_args)
+    else:
+        current = RunPaths(args.output, "-").current
+        if args.run_id is None and fs.exists(current):
+            args.run_id = read_json(current)["run_id"]
+        ctx = _existing_context(args, beam_args)
     if args.queries is not None:
-        return _query_batch(ctx, args)
+        return _query_batch(ctx, args, convention)
     try:
-        hits = query_run(ctx, text=args.text, image=args.image, file=args.file, k=args.k)
+        hits = query_run(ctx, text=args.text, image=args.image, file=args.file, k=args.k,
+                         convention=convention)
     except NothingToSearch as exc:
         print(f"embedpipe: {exc}", file=sys.stderr)
         hits = []
@@ -244,7 +241,7 @@ def cmd_query(args, beam_args) -> int:
     return EXIT_OK
 
 
-def _query_batch(ctx, args) -> int:
+def _query_batch(ctx, args, convention) -> int:
     """``--queries FILE``: one JSON line per query, ``{"line", "query", "hits"}``."""
     import contextlib
 
@@ -259,11 +256,17 @@ def _query_batch(ctx, args) -> int:
         lines = sys.stdin if args.queries == "-" else stack.enter_context(
             open(args.queries, encoding="utf-8"))
         try:
-            for result in query_batch(ctx, lines, args.k):
+            for result in query_batch(ctx, lines, args.k, convention):
                 print(json.dumps(result, ensure_ascii=False))
         except NothingToSearch as exc:
             print(f"embedpipe: {exc}", file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_migrate(args, beam_args) -> int:
+    from pipeline.migrate.commands import dispatch as migrate
+
+    return migrate(args, beam_args)
 
 
 def cmd_emulator(args, beam_args) -> int:
@@ -292,6 +295,7 @@ COMMANDS = {
     "index": cmd_index,
     "redrive": cmd_redrive,
     "query": cmd_query,
+    "migrate": cmd_migrate,
     "emulator": cmd_emulator,
 }
 

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from transforms.limits import DEFAULT_CONFIG_DIR, load_limits_dir
+from transforms.roots import policy_roots
 from transforms.settings import ChunkSettings, ModelLimits
 
 DEFAULT_CONFIG = DEFAULT_CONFIG_DIR / "local.yaml"
@@ -24,13 +25,14 @@ DEFAULT_CONFIG = DEFAULT_CONFIG_DIR / "local.yaml"
 
 # Keys holding paths. Relative values resolve against the directory of the config file
 # that holds them, or against the working directory when given on the command line.
-PATH_KEYS = ("sources", "output", "limits_dir", "pricing_file", "emulator.state_dir",
-             "media.ffmpeg_path", "index.eval_queries")
+PATH_KEYS = ("sources", "allowed_roots", "output", "limits_dir", "pricing_file",
+             "emulator.state_dir", "media.ffmpeg_path", "migration.task_types_file",
+             "index.eval_queries")
 
 # Keys that define a run's vectors and inputs: fixed once a run exists, so commands on an
 # existing run (status, collect, index, ...) refuse to override them.
-RUN_IDENTITY_KEYS = ("sources", "output", "backend", "model", "dimensionality", "task", "text",
-                     "media", "requests", "limits_dir", "pricing_file")
+RUN_IDENTITY_KEYS = ("sources", "allowed_roots", "output", "backend", "model", "dimensionality",
+                     "task", "text", "media", "requests", "limits_dir", "pricing_file")
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -39,11 +41,13 @@ class ConfigError(ValueError):
     """A bad config file, key or value. Always names the key and the fix."""
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """A config section: unknown keys are errors, values are immutable."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class GeminiSettings(_Section):
+class GeminiSettings(Section):
     base_url: str | None = Field(
         None, description="Any endpoint speaking the Gemini REST protocol; null = the real service"
     )
@@ -82,7 +86,7 @@ class GeminiSettings(_Section):
     max_poll_interval_s: float = Field(300.0, ge=0)
 
 
-class EmulatorSettings(_Section):
+class EmulatorSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
     pending_seconds: float = Field(0.0, ge=0)
@@ -90,13 +94,13 @@ class EmulatorSettings(_Section):
     state_dir: str | None = None
 
 
-class TextSettings(_Section):
+class TextSettings(Section):
     target_chars: int = Field(2000, ge=50, description="Preferred chunk size in characters")
     overlap_chars: int = Field(200, ge=0, description="Characters repeated between neighbours")
     title_from_filename: bool = True
 
 
-class MediaSettings(_Section):
+class MediaSettings(Section):
     image_max_side: int = Field(3072, ge=64)
     inline_max_bytes: int = Field(14_000_000, ge=1024)
     files_api_threshold_bytes: int = Field(
@@ -112,7 +116,7 @@ class MediaSettings(_Section):
     ffmpeg_timeout_seconds: float = Field(600.0, gt=0)
 
 
-class RequestSettings(_Section):
+class RequestSettings(Section):
     max_file_bytes: int = Field(256_000_000, ge=10_000, description="Per request file (API: 2 GB)")
     max_lines_per_file: int = Field(20_000, ge=1)
     max_tokens_per_file: int | None = Field(
@@ -120,7 +124,7 @@ class RequestSettings(_Section):
     )
 
 
-class QuotaSettings(_Section):
+class QuotaSettings(Section):
     enqueued_tokens: int = Field(
         500_000, ge=1, description="Batch enqueued-token quota per model (tiers 0.5M / 5M / 10M)"
     )
@@ -130,7 +134,7 @@ class QuotaSettings(_Section):
     )
 
 
-class IndexSettings(_Section):
+class IndexSettings(Section):
     enabled: bool = True
     memory_budget: str = "8G"
     factory: str | None = None
@@ -159,8 +163,23 @@ class IndexSettings(_Section):
         return value
 
 
-class RunConfig(_Section):
+class DaskSettings(Section):
+    workers: int = Field(
+        2, ge=1, description="Worker processes of the local cluster started when no --dask_client_address is given"
+    )
+
+
+RUNNERS = ("FnApiRunner", "DirectRunner", "DaskRunner", "DataflowRunner", "PrismRunner",
+           "BundleBasedDirectRunner")
+
+
+class RunConfig(Section):
     sources: list[str] = Field(default_factory=list)
+    allowed_roots: list[str] = Field(
+        default_factory=list,
+        description="Local folders / gs:// prefixes outside the sources that symlinks and "
+        "records media references may lead into",
+    )
     output: str = ""
     backend: Literal["emulator", "gemini"] = "emulator"
     model: str = "gemini-embedding-2"
@@ -182,15 +201,20 @@ class RunConfig(_Section):
     requests: RequestSettings = RequestSettings()
     quota: QuotaSettings = QuotaSettings()
     index: IndexSettings = IndexSettings()
+    dask: DaskSettings = DaskSettings()
 
     @field_validator("runner")
     @classmethod
     def _known_runner(cls, value: str) -> str:
-        if value in {"DirectRunner", "PrismRunner"}:
-            raise ValueError(
-                f"{value} first tries to download a Prism binary; use FnApiRunner locally "
-                "(it also takes --direct_running_mode / --direct_num_workers) or DataflowRunner"
-            )
+        """A runner embedpipe knows (see pipeline.runners), or a dotted class path."""
+        if value not in RUNNERS and "." not in value:
+            raise ValueError(f"unknown runner (fix: one of {', '.join(RUNNERS)}, or a dotted class path)")
+        if value == "DaskRunner":
+            import importlib.util
+
+            if importlib.util.find_spec("distributed") is None:
+                raise ValueError("needs dask.distributed, which is not installed "
+                                 "(fix: pip install 'embedpipe[dask]')")
         return value
 
 
@@ -200,7 +224,7 @@ class Settings:
     def __init__(self, config: RunConfig, base_dir: Path):
         self.config = config
         self.base_dir = base_dir
-        limits_dir = _resolve(base_dir, config.limits_dir, DEFAULT_CONFIG_DIR / "limits")
+        limits_dir = resolve_path(base_dir, config.limits_dir, DEFAULT_CONFIG_DIR / "limits")
         try:
             limits = load_limits_dir(str(limits_dir))
         except (OSError, ValueError) as exc:
@@ -226,7 +250,7 @@ class Settings:
                 "text.overlap_chars: must be smaller than text.target_chars "
                 f"({config.text.overlap_chars} >= {config.text.target_chars})"
             )
-        pricing_path = _resolve(base_dir, config.pricing_file, DEFAULT_CONFIG_DIR / "pricing.yaml")
+        pricing_path = resolve_path(base_dir, config.pricing_file, DEFAULT_CONFIG_DIR / "pricing.yaml")
         try:
             self.pricing: dict[str, Any] = yaml.safe_load(pricing_path.read_text())
         except OSError as exc:
@@ -253,6 +277,7 @@ class Settings:
             pdf_max_pages=c.media.pdf_max_pages,
             ffmpeg_path=c.media.ffmpeg_path,
             ffmpeg_timeout_seconds=c.media.ffmpeg_timeout_seconds,
+            source_roots=policy_roots(c.sources, c.allowed_roots),
         )
 
     def fingerprint(self) -> str:
@@ -267,9 +292,12 @@ class Settings:
 
     def api_key(self) -> str:
         """The key for the gemini backend, from the environment only (never a flag or a file)."""
+        from pipeline.logs import register_secret
         from transforms.gemini_client import api_key_from_env
 
-        return api_key_from_env(self.config.gemini.api_key_env)
+        key = api_key_from_env(self.config.gemini.api_key_env)
+        register_secret(key)  # redacted from every log line, should it ever reach one
+        return key
 
 
 def looks_like_api_key(value: str) -> bool:
@@ -281,7 +309,7 @@ def looks_like_api_key(value: str) -> bool:
     return len(value) >= 24 and mixed and any(c.isdigit() for c in value)
 
 
-def _resolve(base_dir: Path, value: str | None, default: Path) -> Path:
+def resolve_path(base_dir: Path, value: str | None, default: Path) -> Path:
     if value is None:
         return default
     path = Path(os.path.expanduser(value))
@@ -343,7 +371,18 @@ def load_settings(
     output: str | None = None,
 ) -> Settings:
     """Read a config file (default: the packaged embedded default), apply CLI overrides,
-    validate. Raises ConfigError.
+    validate. Raises ConfigError."""
+    return validate(*config_tree(config_path, overrides=overrides, sources=sources, output=output))
+
+
+def config_tree(
+    config_path: str | None,
+    *,
+    overrides: list[str] = (),
+    sources: list[str] | None = None,
+    output: str | None = None,
+) -> tuple[dict, Path]:
+    """(the config file's keys with command-line overrides merged in, the file's folder).
 
     Relative paths in the file resolve against the file's folder; relative paths given on
     the command line (``--sources``, ``--output``, ``--set``) against the working directory.
@@ -370,15 +409,19 @@ def load_settings(
         command_line["output"] = output
     absolutize_paths(command_line, Path.cwd())
     _merge(tree, command_line)
-    return validate(tree, base_dir)
+    return tree, base_dir
+
+
+def validate_model(model: type[BaseModel], tree: dict):
+    """``model.model_validate(tree)`` with pydantic's errors turned into a ConfigError."""
+    try:
+        return model.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
 
 
 def validate(tree: dict, base_dir: Path) -> Settings:
-    try:
-        config = RunConfig.model_validate(tree)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
-    return Settings(config, base_dir)
+    return Settings(validate_model(RunConfig, tree), base_dir)
 
 
 def _merge(tree: dict, patch: dict) -> None:

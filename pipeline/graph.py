@@ -6,6 +6,11 @@ so no worker is held while the Batch API works:
 - ``write``: downloaded results → WriteEmbeddings (join by key) → Parquet parts.
 
 The index is built by ``transforms.index`` as its own pipeline afterwards.
+
+Every text output is a WriteOnceJsonLines sink (deterministic, create-only objects: no
+temp files, no rename, exactly-once under worker retries). A phase that runs again (a
+resumed prepare, a collect after a redrive) first clears the shards its previous
+execution wrote, so each shard has one writer: the current execution.
 """
 from __future__ import annotations
 
@@ -13,10 +18,12 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import time
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline import phases, runners
 from pipeline.config import Settings
 from pipeline.run_layout import RunPaths, write_json
 from transforms import fs
@@ -33,12 +40,40 @@ from transforms.embeddings_schema import EmbeddingsMeta
 from transforms.list_sources import ListSources
 from transforms.plan_requests import PlanRequests, RequestSizing
 from transforms.write_embeddings import FAILURES, ResultSet, WriteEmbeddingsDoFn
+from transforms.write_once import WriteOnceJsonLines, shard_glob
 
 
 def pipeline_options(settings: Settings, extra_args: list[str] = ()) -> PipelineOptions:
-    """Runner pinned by config; config ``beam_options`` first, command-line ones win."""
-    args = [f"--runner={settings.config.runner}", *settings.config.beam_options, *extra_args]
-    return PipelineOptions(args)
+    """Runner from the config, as the engine that really runs it (see ``pipeline.runners``);
+    config ``beam_options`` first, command-line ones win."""
+    args = [*settings.config.beam_options, *extra_args]
+    return PipelineOptions([*runners.runner_args(settings, args), *args])
+
+
+# -- the text sinks (prefixes under the run) ---------------------------------------------
+def listing(paths: RunPaths) -> str:
+    return fs.join(paths.listing, "objects")
+
+
+def tombstones(paths: RunPaths) -> str:
+    return fs.join(paths.listing, "tombstones")
+
+
+def chunk_deadletters(paths: RunPaths) -> str:
+    return fs.join(paths.deadletters, "chunk")
+
+
+def carried_deadletters(paths: RunPaths) -> str:
+    return fs.join(paths.deadletters, "carried")
+
+
+def collect_deadletters(paths: RunPaths) -> str:
+    return fs.join(paths.deadletters, "collect")
+
+
+def clear_shards(prefixes: list[str]) -> None:
+    """Delete what an earlier execution of a phase wrote to these sinks."""
+    fs.delete_many([path for prefix in prefixes for path, _ in fs.match(shard_glob(prefix, ".jsonl"))])
 
 
 def _to_json_line(item) -> str:
@@ -64,51 +99,67 @@ def request_sizing(settings: Settings, paths: RunPaths | None = None) -> Request
 
 def build_prepare(
     p: beam.Pipeline, settings: Settings, paths: RunPaths, previous: PreviousRun | None = None
-) -> None:
+) -> list[beam.PCollection]:
+    """Returns the outputs of every write, so a caller can run a step after all of them
+    (the Flex Template's "Mark prepared", see dataflow/flex_template.py)."""
     c = settings.config
     exclude = None if fs.is_remote(paths.output) else os.path.abspath(paths.output) + os.sep
-    sources = p | "ListSources" >> ListSources(c.sources, exclude_prefix=exclude)
+    chunk_settings = settings.chunk_settings()
+    sources = (
+        p
+        | "ListSources" >> ListSources(c.sources, exclude_prefix=exclude, roots=chunk_settings.source_roots)
+        | "Clock list" >> beam.Map(phases.mark_stage, "list")
+    )
     outcomes = []
+    written = []
     if previous is not None:
         diff = sources | "DiffAgainstLastRun" >> DiffAgainstLastRun(previous)
         sources = diff.changed
         outcomes.append(diff[UNCHANGED])
-        _ = diff[UNCHANGED] | "Carry unchanged rows" >> CarryUnchanged(previous, paths.embeddings)
-        (
+        written.append(
+            diff[UNCHANGED] | "Carry unchanged rows" >> CarryUnchanged(previous, paths.embeddings)
+        )
+        written.append(
             diff[UNCHANGED]
             | "Carry unchanged dead letters" >> CarryDeadLetters(previous)
-            | "Write carried dead letters"
-            >> beam.io.WriteToText(fs.join(paths.deadletters, "carried"), file_name_suffix=".jsonl")
+            | "Write carried dead letters" >> WriteOnceJsonLines(carried_deadletters(paths))
         )
-        (
+        written.append(
             diff[TOMBSTONES]
             | "Tombstones to JSON" >> beam.Map(_to_json_line)
-            | "Write tombstones"
-            >> beam.io.WriteToText(fs.join(paths.listing, "tombstones"), file_name_suffix=".jsonl")
+            | "Write tombstones" >> WriteOnceJsonLines(tombstones(paths))
         )
-    chunked = sources | "Chunk" >> ChunkSources(settings.chunk_settings())
-    outcomes.append(chunked.outcomes)
-    files = chunked.chunks | "PlanRequests" >> PlanRequests(
-        paths.requests, request_sizing(settings, paths)
+    chunked = sources | "Chunk" >> ChunkSources(chunk_settings)
+    outcomes.append(chunked.outcomes | "Clock chunk" >> beam.Map(phases.mark_stage, "chunk"))
+    files = (
+        chunked.chunks
+        | "PlanRequests" >> PlanRequests(paths.requests, request_sizing(settings, paths))
+        | "Clock plan" >> beam.Map(phases.mark_stage, "plan")
     )
-    (
+    written.append(
         files
         | "Gather request files" >> beam.combiners.ToList()
         | "Write request index" >> beam.Map(_write_index, paths.request_index)
     )
-    (
+    written.append(
         chunked.deadletters
         | "Dead letters to JSON" >> beam.Map(_to_json_line)
-        | "WriteDeadLetters"
-        >> beam.io.WriteToText(fs.join(paths.deadletters, "chunk"), file_name_suffix=".jsonl")
+        | "WriteDeadLetters" >> WriteOnceJsonLines(chunk_deadletters(paths))
     )
-    (
+    written.append(
         outcomes
         | "All outcomes" >> beam.Flatten()
         | "Outcomes to JSON" >> beam.Map(_to_json_line)
-        | "Write listing"
-        >> beam.io.WriteToText(fs.join(paths.listing, "objects"), file_name_suffix=".jsonl")
+        | "Write listing" >> WriteOnceJsonLines(listing(paths))
     )
+    return written
+
+
+def run_pipeline(p: beam.Pipeline):
+    """Run a built pipeline to the end; its result (for metrics)."""
+    result = p.run()
+    result.wait_until_finish()
+    return result
 
 
 def run_prepare(
@@ -116,9 +167,14 @@ def run_prepare(
     paths: RunPaths,
     extra_args: list[str] = (),
     previous: PreviousRun | None = None,
-) -> None:
-    with beam.Pipeline(options=pipeline_options(settings, extra_args)) as p:
-        build_prepare(p, settings, paths, previous)
+) -> dict[str, tuple[float, float]]:
+    """Run the prepare pipeline; returns the list/chunk/plan windows (epoch seconds)."""
+    clear_shards([listing(paths), tombstones(paths), chunk_deadletters(paths), carried_deadletters(paths)])
+    p = beam.Pipeline(options=pipeline_options(settings, extra_args))
+    build_prepare(p, settings, paths, previous)
+    started = time.time()
+    result = run_pipeline(p)
+    return phases.stage_windows(result, started, time.time())
 
 
 def build_write(
@@ -147,8 +203,7 @@ def build_write(
     (
         written[FAILURES]
         | "Collect dead letters to JSON" >> beam.Map(_to_json_line)
-        | "WriteCollectDeadLetters"
-        >> beam.io.WriteToText(fs.join(paths.deadletters, "collect"), file_name_suffix=".jsonl")
+        | "WriteCollectDeadLetters" >> WriteOnceJsonLines(collect_deadletters(paths))
     )
 
 
@@ -158,5 +213,7 @@ def run_write(
     result_sets: list[ResultSet],
     extra_args: list[str] = (),
 ) -> None:
-    with beam.Pipeline(options=pipeline_options(settings, extra_args)) as p:
-        build_write(p, settings, paths, result_sets)
+    clear_shards([collect_deadletters(paths)])
+    p = beam.Pipeline(options=pipeline_options(settings, extra_args))
+    build_write(p, settings, paths, result_sets)
+    run_pipeline(p)

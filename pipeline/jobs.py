@@ -52,6 +52,7 @@ RESUBMITTABLE = {"FAILED", "EXPIRED"}
 STALE_AFTER_S = 600.0
 DOWNLOAD_WORKERS = 8  # concurrent result downloads (each streams; memory ~ one line each)
 _KEY = re.compile(rb'"key"\s*:\s*"([^"]+)"')
+_TOKENS = re.compile(rb'"(?:tokenCount|promptTokenCount)"\s*:\s*"?(\d+)')
 _ASCII_SPACE = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() removes in ASCII
 
 
@@ -123,14 +124,16 @@ def is_stale(record: LedgerRecord, now: dt.datetime | None = None) -> bool:
 
 class ResultScan:
     """A writable sink for a downloading result file: lines go to ``out`` as they arrive
-    (stripped, blank ones dropped, line ends as text mode reads them), and the keys seen
-    and the keys to retry are noted. Memory holds at most one partial line."""
+    (stripped, blank ones dropped, line ends as text mode reads them); the keys seen and
+    the keys to retry are noted and the billed tokens counted. Memory holds at most one
+    partial line."""
 
     def __init__(self, out):
         self._out = out
         self._buffer = bytearray()
         self.seen: set[str] = set()
         self.retry: set[str] = set()
+        self.billed = 0  # tokens of the successful lines
 
     def write(self, chunk: bytes) -> int:
         self._buffer += chunk
@@ -169,6 +172,8 @@ class ResultScan:
             match = _KEY.search(line)
             if match:
                 self.seen.add(match.group(1).decode("utf-8"))
+            tokens = _TOKENS.search(line)
+            self.billed += int(tokens.group(1)) if tokens else 0
 
 
 class JobDriver:
@@ -390,7 +395,8 @@ class JobDriver:
                 crash_point("downloaded")
                 followup = self._followup(record.request_name, scan.retry, scan.seen)
                 self._delete_media(record)
-                self.ledger.update(record, state="COLLECTED", followup=followup)
+                self.ledger.update(record, state="COLLECTED", followup=followup,
+                                   billed_tokens=scan.billed)
                 done += 1
         if failure is not None:
             raise failure
@@ -452,19 +458,26 @@ class JobDriver:
             counts[state] = counts.get(state, 0) + 1
         return counts
 
-    def drive(self, poll_s: float, max_poll_s: float, once: bool = False) -> dict[str, int]:
-        """Submit, poll and download until every file's job has ended (or one pass)."""
+    def drive(self, poll_s: float, max_poll_s: float, once: bool = False,
+              timer=lambda phase: contextlib.nullcontext()) -> dict[str, int]:
+        """Submit, poll and download until every file's job has ended (or one pass).
+        ``timer(phase)`` times the wait, submit and collect parts of each pass."""
         delay = poll_s
         while True:
-            self.refresh()
-            self.reclaim_failed()
-            self.download_finished()
-            self.submit_ready()
+            with timer("wait"):
+                self.refresh()
+            with timer("submit"):
+                self.reclaim_failed()
+            with timer("collect"):
+                self.download_finished()
+            with timer("submit"):
+                self.submit_ready()
             summary = self.summary()
             progress(summary)
             if once or not self.pending():
                 return summary
-            time.sleep(delay * (0.8 + 0.4 * random.random()))
+            with timer("wait"):
+                time.sleep(delay * (0.8 + 0.4 * random.random()))
             delay = min(max_poll_s, max(delay * 1.5, 0.05))
 
 

@@ -33,6 +33,7 @@ class LedgerRecord:
     est_tokens: int = 0
     followup: str | None = None  # follow-up request file for failed keys ('' = none)
     media_files: tuple = ()  # ((staged name, Files API name, uri), ...) uploaded for this file
+    billed_tokens: int = 0  # tokens of the successful result lines, counted at download
     history: tuple = field(default_factory=tuple)
     updated_at: str = ""
     version: int = 0  # +1 on every update: names a record version (see take_over)

@@ -16,7 +16,7 @@ from pipeline.config import ConfigError, Settings
 
 CHECK_TIMEOUT_S = 10.0
 EMBEDPIPE_FLAGS = ("--config", "--sources", "--output", "--set", "--run", "--strict", "--check",
-                   "--json", "--image", "--file", "--verbose")
+                   "--json", "--image", "--file", "--verbose", "--log-format")
 # Runners whose options live in their own module (registered with Beam when imported).
 _RUNNER_OPTION_MODULES = {"DaskRunner": "apache_beam.runners.dask.dask_runner"}
 

@@ -2,20 +2,25 @@
 run's index, and map hits back to their chunks.
 
 A file or image query is chunked by the same chunker the corpus went through, so a
-corpus member finds itself first; a text query gets the Embedding 2 query prompt.
-Every argument is checked before anything is embedded: an ``--image`` must be an image
-(by content), a ``--file`` something the model embeds.
+corpus member finds itself first. A text query follows the convention of the model the
+index is bound to (``QueryConvention``): the Embedding 2 query prompt, or for
+gemini-embedding-001 the raw text with a ``taskType``. Every argument, and the index's
+vector space against the model, is checked before anything is embedded: an ``--image``
+must be an image (by content), a ``--file`` something the model embeds; spaces never mix.
 """
 from __future__ import annotations
 
 import itertools
 import os
+import sys
+import time
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from pipeline.config import ConfigError
 from transforms import fs
+from transforms.prompts import QueryConvention
 
 
 class NothingToSearch(RuntimeError):
@@ -32,10 +37,10 @@ def _describe_query_file(flag: str, path: str):
     return describe(next(expand_local(path)))
 
 
-def query_parts(settings, text: str | None, image: str | None, file: str | None) -> list[dict]:
+def query_parts(settings, text: str | None, image: str | None, file: str | None,
+                convention: QueryConvention | None = None) -> list[dict]:
     from transforms.chunk import chunk_source
     from transforms.chunk_errors import ChunkingError
-    from transforms.prompts import query_text
 
     given = [v for v in (text, image, file) if v is not None]
     if len(given) != 1:
@@ -43,7 +48,8 @@ def query_parts(settings, text: str | None, image: str | None, file: str | None)
     if text is not None:
         if not text.strip():
             raise ConfigError("query: TEXT is empty (fix: give the words to search for)")
-        return [{"text": query_text(text)}]
+        convention = convention or QueryConvention.for_model(settings.config.model)
+        return [{"text": convention.text(text)}]
     flag, path = ("--image", image) if image is not None else ("--file", file)
     source = _describe_query_file(flag, path)
     if flag == "--image" and source.detected_type != "image":
@@ -105,16 +111,37 @@ def _hit_json(hit) -> dict:
     }
 
 
-def query_run(ctx, *, text=None, image=None, file=None, k: int = 5) -> list[dict]:
-    from pipeline.backend import open_backend
+def _open_searcher(ctx):
+    """The run's index, opened (a gs:// index is downloaded first: said on stderr, with
+    its cost) and checked against the run's vector space."""
     from transforms.index.search import IndexSearcher
 
     c = ctx.settings.config
-    parts = query_parts(ctx.settings, text, image, file)
-    searcher = IndexSearcher.open(_index_or_nothing(ctx))
+    index_dir = _index_or_nothing(ctx)
+    started = time.monotonic()
+    searcher = IndexSearcher.open(index_dir)
+    if fs.is_remote(index_dir):
+        files = fs.match(fs.join(index_dir, "**"))
+        print(f"[embedpipe] index: downloaded from {index_dir} to a local temp dir and opened in "
+              f"{time.monotonic() - started:.2f}s (the index holds {len(files)} file(s), "
+              f"{sum(size for _, size in files) / 1e6:.2f} MB)", file=sys.stderr, flush=True)
     searcher.check_space(c.model, c.dimensionality)
+    return searcher
+
+
+def query_run(ctx, *, text=None, image=None, file=None, k: int = 5,
+              convention: QueryConvention | None = None) -> list[dict]:
+    """Top-k hits of one query against the run's index, embedded with the run's model,
+    which must be the model the index is bound to."""
+    from pipeline.backend import open_backend
+
+    c = ctx.settings.config
+    convention = convention or QueryConvention.for_model(c.model)
+    parts = query_parts(ctx.settings, text, image, file, convention)
+    searcher = _open_searcher(ctx)
     with open_backend(ctx.settings) as client:
-        vectors = _normalised(client.embed_sync(c.model, [parts], c.dimensionality))
+        vectors = _normalised(client.embed_sync(c.model, [parts], c.dimensionality,
+                                                task_type=convention.task_type))
     return [_hit_json(hit) for hit in searcher.search(vectors, k)[0]]
 
 
@@ -128,30 +155,30 @@ def query_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
             yield number, line.strip()
 
 
-def embed_query_texts(settings, client, texts: list[str]) -> np.ndarray:
-    """Text queries → unit vectors, with the query prompt, through the run's backend."""
-    from transforms.prompts import query_text
-
+def embed_query_texts(settings, client, texts: list[str],
+                      convention: QueryConvention | None = None) -> np.ndarray:
+    """Text queries → unit vectors, with the model's query convention, through the run's
+    backend."""
     c = settings.config
-    contents = [[{"text": query_text(t)}] for t in texts]
-    return _normalised(client.embed_sync(c.model, contents, c.dimensionality))
+    convention = convention or QueryConvention.for_model(c.model)
+    contents = [[{"text": convention.text(t)}] for t in texts]
+    return _normalised(client.embed_sync(c.model, contents, c.dimensionality,
+                                         task_type=convention.task_type))
 
 
-def query_batch(ctx, lines: Iterable[str], k: int) -> Iterator[dict]:
+def query_batch(ctx, lines: Iterable[str], k: int,
+                convention: QueryConvention | None = None) -> Iterator[dict]:
     """``embedpipe query --queries FILE``: one result per non-blank line, in order.
 
     The index is loaded once; queries are embedded and searched QUERY_BATCH at a time,
     so memory stays flat for any number of lines."""
     from pipeline.backend import open_backend
-    from transforms.index.search import IndexSearcher
 
-    c = ctx.settings.config
-    searcher = IndexSearcher.open(_index_or_nothing(ctx))
-    searcher.check_space(c.model, c.dimensionality)
+    searcher = _open_searcher(ctx)
     numbered = query_lines(lines)
     with open_backend(ctx.settings) as client:
         while batch := list(itertools.islice(numbered, QUERY_BATCH)):
-            vectors = embed_query_texts(ctx.settings, client, [q for _, q in batch])
+            vectors = embed_query_texts(ctx.settings, client, [q for _, q in batch], convention)
             for (number, query), hits in zip(batch, searcher.search(vectors, k)):
                 yield {"line": number, "query": query, "hits": [_hit_json(h) for h in hits]}
 

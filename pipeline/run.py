@@ -8,12 +8,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import phases, runners
 from pipeline.config import RunConfig, Settings, override_existing_run, validate
 from pipeline.jobs import Capacity, JobDriver, plan_waves
+from pipeline.ledger import Ledger
 from pipeline.run_layout import (
     RunPaths,
     checksum,
@@ -85,10 +88,35 @@ def start_run(settings: Settings, paths: RunPaths) -> None:
     )
 
 
-def update_run_state(paths: RunPaths, **fields) -> None:
-    state = read_json(paths.run_state)
-    state.update(fields)
-    write_json(paths.run_state, state)
+def update_run_state(paths: RunPaths, change=None, **fields) -> dict:
+    """Set ``fields`` in run.json (and apply ``change(state)``, if given) without losing a
+    concurrent process's update (split-mode commands and racing submits share it)."""
+
+    def apply(current: bytes | None) -> bytes:
+        state = json.loads(current) if current else {}
+        state.update(fields)
+        if change is not None:
+            change(state)
+        return (json.dumps(state, indent=2, sort_keys=True) + "\n").encode()
+
+    return json.loads(fs.read_modify_write(paths.run_state, apply))
+
+
+def record_phases(ctx: "RunContext", pipeline_phase: str | None = None, tasks: dict | None = None) -> None:
+    """Add what this process measured (``phases.clock``) to run.json, and the engine that ran
+    ``pipeline_phase`` (prepare, write, index) when one did, with its tasks per worker."""
+    measured = phases.clock.drain()
+    engine = runners.engine(ctx.settings, list(ctx.beam_args)) if pipeline_phase else None
+    if engine and tasks:
+        engine["tasks_by_worker"] = tasks
+
+    def change(state: dict) -> None:
+        state["phases"] = phases.merge(state.get("phases") or {}, measured)
+        if engine:
+            state.setdefault("engines", {})[pipeline_phase] = engine
+
+    if measured or engine:
+        update_run_state(ctx.paths, change)
 
 
 def set_phase(paths: RunPaths, phase: str) -> None:
@@ -143,6 +171,31 @@ def approve(ctx: "RunContext", plan: dict) -> None:
     update_run_state(ctx.paths, approval={"state": APPROVED, **decision})
 
 
+def prepare_approved(ctx: "RunContext") -> dict:
+    """Prepare (or reuse) the run's plan and approve it against the budget; over budget,
+    the run is recorded as refused and the slot given back, so the next attempt re-lists
+    the corpus instead of resuming a run that submitted nothing."""
+    plan = prepare(ctx)
+    try:
+        approve(ctx, plan)
+    except BudgetExceeded:
+        release_slot(ctx.settings)
+        raise
+    return plan
+
+
+def run_to_completion(ctx: "RunContext") -> tuple[dict, dict, int, list[str]]:
+    """``embedpipe run`` in one call: prepare, approve, drive every job to its end, write,
+    index, manifest. Returns (plan, manifest, exit code, messages for stderr)."""
+    from pipeline.backend import open_backend
+
+    plan = prepare_approved(ctx)
+    with open_backend(ctx.settings) as client:
+        drive_jobs(ctx, client, once=False)
+    manifest, code, messages = complete(ctx, plan)
+    return plan, manifest, code, messages
+
+
 def require_approved(ctx: "RunContext") -> None:
     """Every command that may submit (run, submit, status, collect, redrive) passes here:
     a plan-only or refused run is never advanced, and a lower ``max_cost_usd`` given to
@@ -177,14 +230,28 @@ def capacity(settings: Settings) -> Capacity:
     )
 
 
+def tolerance_units(row: dict) -> tuple[int, int]:
+    """(inputs, failed inputs) one listing row adds to the dead-letter tolerance check:
+    an object counts once, failed if anything of it was dead-lettered; a records file
+    counts once per row (a bad row is one failed input, the good rows still count)."""
+    dead = max(row.get("dead_letters", 0), int(row["status"] == "dead"))
+    if row["detected_type"] == "records":
+        return max(1, row["chunks"] + dead), dead
+    return 1, min(1, dead)
+
+
 def listing_counts(paths: RunPaths) -> dict:
     statuses: Counter = Counter()
     types: Counter = Counter()
     chunks: Counter = Counter()
+    dead_letters = inputs = failed = 0
     for row in read_jsonl_glob(fs.join(paths.listing, "objects*.jsonl")):
         statuses[row["status"]] += 1
         types[row["detected_type"]] += 1
         chunks[row["status"]] += row["chunks"]
+        dead_letters += row.get("dead_letters", 0)
+        units = tolerance_units(row)
+        inputs, failed = inputs + units[0], failed + units[1]
     return {
         "listed": sum(statuses.values()),
         "by_status": dict(statuses),
@@ -192,6 +259,9 @@ def listing_counts(paths: RunPaths) -> dict:
         "chunks": chunks.get("chunked", 0),
         "unchanged_chunks": chunks.get("unchanged", 0),
         "tombstoned": _count_lines(fs.join(paths.listing, "tombstones*.jsonl")),
+        "dead_letters": dead_letters,
+        "inputs": inputs,
+        "failed_inputs": failed,
     }
 
 
@@ -276,6 +346,15 @@ def _count_lines(pattern: str) -> int:
     return sum(1 for _ in read_jsonl_glob(pattern))
 
 
+def begin_prepare(ctx: RunContext) -> PreviousRun | None:
+    """Record the run (if new) and the previous run it diffs against; returns that run."""
+    if not fs.exists(ctx.paths.run_state):
+        start_run(ctx.settings, ctx.paths)
+    previous = previous_run(ctx.settings, ctx.paths)
+    update_run_state(ctx.paths, previous_run=previous and previous.run_id)
+    return previous
+
+
 def prepare(ctx: RunContext) -> dict:
     """List, chunk and write request files; then the plan (nothing is submitted).
 
@@ -284,14 +363,17 @@ def prepare(ctx: RunContext) -> dict:
     """
     if phase_reached(ctx.paths, "prepared"):
         return read_json(ctx.paths.plan)
-    if not fs.exists(ctx.paths.run_state):
-        start_run(ctx.settings, ctx.paths)
     from pipeline import graph
 
-    previous = previous_run(ctx.settings, ctx.paths)
-    update_run_state(ctx.paths, previous_run=previous and previous.run_id)
-    graph.run_prepare(ctx.settings, ctx.paths, list(ctx.beam_args), previous)
+    previous = begin_prepare(ctx)
+    runners.announce(ctx.settings, list(ctx.beam_args))
+    with runners.worker_tasks(ctx.settings, list(ctx.beam_args)) as tasks:
+        windows = graph.run_prepare(ctx.settings, ctx.paths, list(ctx.beam_args), previous)
     plan = write_plan(ctx)
+    windows["plan"] = (windows["plan"][0], time.time())
+    for name, (start, end) in windows.items():
+        phases.clock.add(name, start, end)
+    record_phases(ctx, "prepare", tasks)
     set_phase(ctx.paths, "prepared")
     return plan
 
@@ -306,7 +388,11 @@ def drive_jobs(ctx: RunContext, client, *, once: bool) -> JobDriver:
     require_approved(ctx)
     c = ctx.settings.config
     driver = job_driver(ctx, client)
-    driver.drive(c.gemini.poll_interval_s, c.gemini.max_poll_interval_s, once=once)
+    try:
+        driver.drive(c.gemini.poll_interval_s, c.gemini.max_poll_interval_s, once=once,
+                     timer=phases.clock.phase)
+    finally:
+        record_phases(ctx)
     return driver
 
 
@@ -314,7 +400,6 @@ def result_sets(ctx: RunContext) -> list[ResultSet]:
     """One ResultSet per original request file: its own results and its follow-ups'
     (resubmissions, redrives) in attempt order; a key succeeds if any attempt did."""
     from pipeline.jobs import family_of, key_attempts
-    from pipeline.ledger import Ledger
 
     files = request_files(ctx.paths)
     families: dict[str, list] = {}
@@ -343,7 +428,10 @@ def result_sets(ctx: RunContext) -> list[ResultSet]:
 def write_embeddings(ctx: RunContext) -> None:
     from pipeline import graph
 
-    graph.run_write(ctx.settings, ctx.paths, result_sets(ctx), extra_args=list(ctx.beam_args))
+    runners.announce(ctx.settings, list(ctx.beam_args))
+    with runners.worker_tasks(ctx.settings, list(ctx.beam_args)) as tasks, phases.clock.phase("write"):
+        graph.run_write(ctx.settings, ctx.paths, result_sets(ctx), extra_args=list(ctx.beam_args))
+    record_phases(ctx, "write", tasks)
     set_phase(ctx.paths, "written")
 
 
@@ -352,10 +440,10 @@ class IndexNotBuilt(RuntimeError):
 
 
 def build_index(ctx: RunContext, *, requested: bool = False) -> dict:
-    """Build the run's index; returns its report, or ``{"built": False, "reason": ...}``
-    when there is nothing to index (index disabled — unless ``requested`` by the
-    ``index`` command —, or a corpus with no embeddings). An empty corpus is a valid
-    run: its index is absent, and ``query`` says so."""
+    """Build the run's index; returns its report (``index/report.json``), or ``{"built":
+    False, "reason": ...}`` when there is nothing to index (index disabled — unless
+    ``requested`` by the ``index`` command —, or a corpus with no embeddings). An empty
+    corpus is a valid run: its index is absent, and ``query`` says so."""
     from pipeline import graph
     from pipeline.query import eval_query_vectors
     from transforms.index import IndexConfig, build_index as build
@@ -369,9 +457,15 @@ def build_index(ctx: RunContext, *, requested: bool = False) -> dict:
         delete(match_paths(fs.join(IndexLayout.of_run(ctx.paths.root).root, "**")))
         return {"built": False, "reason": "the run has no embeddings: nothing to index"}
     config = IndexConfig(**ix.model_dump(exclude={"enabled", "eval_queries"}))
+    runners.announce(ctx.settings, list(ctx.beam_args))
     options = graph.pipeline_options(ctx.settings, list(ctx.beam_args))
     queries = eval_query_vectors(ctx.settings) if ix.eval_queries else None
-    return {"built": True, **build(ctx.paths.root, config, options, eval_queries=queries)}
+    tasks: dict = {}
+    try:
+        with runners.worker_tasks(ctx.settings, list(ctx.beam_args)) as tasks, phases.clock.phase("index"):
+            return build(ctx.paths.root, config, options, eval_queries=queries)
+    finally:
+        record_phases(ctx, "index", tasks)
 
 
 def embedded_total(paths: RunPaths) -> int:
@@ -419,8 +513,6 @@ def finish(ctx: RunContext, plan: dict, index_report: dict) -> tuple[dict, int]:
     A completed run always becomes current, whatever its dead-letter rate or index
     outcome: its embeddings are good, so the next run carries them and pays only for
     what changed (exit 3 reports the dead letters; it does not throw the rows away)."""
-    from pipeline.ledger import Ledger
-
     rows, billed = embedded_rows(ctx.paths, "part-*.parquet")
     carried_rows, _ = embedded_rows(ctx.paths, "carried-*.parquet")
     objects = listing_counts(ctx.paths)
@@ -431,6 +523,25 @@ def finish(ctx: RunContext, plan: dict, index_report: dict) -> tuple[dict, int]:
         for path, _ in fs.match(fs.join(ctx.paths.root, sub, "**")):
             outputs[path[len(ctx.paths.root) + 1 :]] = checksum(path)
     c = ctx.settings.config
+    state = read_json(ctx.paths.run_state)
+    records = Ledger(ctx.paths.ledger).all()
+    counts = {
+        "listed": objects["listed"],
+        "chunked_objects": objects["by_status"].get("chunked", 0),
+        "empty_objects": objects["by_status"].get("empty", 0),
+        "dead_objects": dead_objects,
+        "skipped_objects": objects["by_status"].get("skipped", 0),
+        "unchanged": objects["by_status"].get("unchanged", 0),
+        "tombstoned": objects["tombstoned"],
+        "chunks": objects["chunks"],
+        "embedded_rows": rows,
+        "prepare_dead_letters": objects["dead_letters"],
+        "dead_chunks": dead_chunks,
+        "carried_rows": carried_rows,
+        "carried_dead_chunks": _count_lines(fs.join(ctx.paths.deadletters, "carried*.jsonl")),
+        "inputs": objects["inputs"],
+        "failed_inputs": objects["failed_inputs"] + min(dead_chunks, objects["chunks"]),
+    }
     manifest = {
         "run_id": ctx.paths.run_id,
         "finished_at": _now(),
@@ -439,37 +550,31 @@ def finish(ctx: RunContext, plan: dict, index_report: dict) -> tuple[dict, int]:
         "config_fingerprint": ctx.settings.fingerprint(),
         "sources": c.sources,
         "inputs": {"listing": [p for p in outputs if p.startswith("listing/")]},
-        "counts": {
-            "listed": objects["listed"],
-            "chunked_objects": objects["by_status"].get("chunked", 0),
-            "empty_objects": objects["by_status"].get("empty", 0),
-            "dead_objects": dead_objects,
-            "unchanged": objects["by_status"].get("unchanged", 0),
-            "tombstoned": objects["tombstoned"],
-            "chunks": objects["chunks"],
-            "embedded_rows": rows,
-            "dead_chunks": dead_chunks,
-            "carried_rows": carried_rows,
-            "carried_dead_chunks": _count_lines(fs.join(ctx.paths.deadletters, "carried*.jsonl")),
-        },
-        "previous_run": read_json(ctx.paths.run_state).get("previous_run"),
+        "counts": counts,
+        "previous_run": state.get("previous_run"),
         "tokens": {
             "planned": plan["tokens_total"],
             "billed": sum(billed.values()),
             "billed_by_modality": billed,
         },
         "cost": {"planned": plan["estimated_cost"], "billed": estimate_cost(ctx.settings, billed)},
-        "jobs": job_summary(Ledger(ctx.paths.ledger).all()),
+        "jobs": job_summary(records),
         "index": _index_summary(index_report),
+        "engines": state.get("engines", {}),
+        "phases": phases.with_counts(
+            state.get("phases", {}),
+            phase_counts(plan, records, counts, outputs, index_report),
+        ),
         "outputs": outputs,
     }
-    listed = max(1, objects["listed"])
-    dead = dead_objects + min(dead_chunks, objects["chunks"])
+    counts = manifest["counts"]
+    failed, inputs = counts["failed_inputs"], max(1, counts["inputs"])
     manifest["deadletters"] = {
-        "count": dead,
-        "fraction": round(dead / listed, 6),
+        "failed_inputs": failed,
+        "inputs": counts["inputs"],
+        "fraction": round(failed / inputs, 6),
         "tolerance": c.deadletter_tolerance,
-        "over_tolerance": dead / listed > c.deadletter_tolerance,
+        "over_tolerance": failed / inputs > c.deadletter_tolerance,
         "path": ctx.paths.deadletters,
     }
     write_json(ctx.paths.manifest, manifest)
@@ -479,18 +584,83 @@ def finish(ctx: RunContext, plan: dict, index_report: dict) -> tuple[dict, int]:
     return manifest, 3 if manifest["deadletters"]["over_tolerance"] else 0
 
 
+def phase_counts(plan: dict, records, counts: dict | None = None, outputs: dict | None = None,
+                 index_report: dict | None = None) -> dict[str, dict]:
+    """What each phase produced, from the run's own records (the plan, the ledger and, once
+    written, the manifest counts and outputs), so retries never inflate them."""
+    objects = plan["objects"]
+    ended = {"COLLECTED", "CANCELLED", "FAILED", "EXPIRED", "SUCCEEDED"}
+    out = {
+        "list": {"objects": objects["listed"], "unchanged": objects["by_status"].get("unchanged", 0),
+                 "tombstoned": objects["tombstoned"]},
+        "chunk": {"chunks": objects["chunks"], "chunked_objects": objects["by_status"].get("chunked", 0),
+                  "dead_objects": objects["by_status"].get("dead", 0),
+                  "empty_objects": objects["by_status"].get("empty", 0)},
+        "plan": {"request_files": plan["request_files"], "tokens": plan["tokens_total"],
+                 "waves": plan["waves"], "estimated_batch_usd": plan["estimated_cost"]["batch_usd"]},
+        "submit": {"jobs_created": sum(bool(r.job_name) + sum(1 for h in r.history if h[0]) for r in records),
+                   "resubmitted_jobs": sum(len(r.history) for r in records),
+                   "followup_files": sum(1 for r in records if "-r" in r.request_name)},
+        "wait": {"jobs_ended": sum(1 for r in records if r.state in ended),
+                 "jobs_pending": sum(1 for r in records if r.state not in ended)},
+        "collect": {"result_files": sum(1 for r in records if r.state == "COLLECTED")},
+    }
+    if counts is not None:
+        out["write"] = {"rows": counts["embedded_rows"], "dead_chunks": counts["dead_chunks"],
+                        "carried_rows": counts["carried_rows"],
+                        "parts": sum(1 for p in outputs or {} if p.startswith("embeddings/part-"))}
+    if index_report is not None:
+        out["index"] = {"built": index_report.get("built") is not False, "vectors": index_report.get("n") or 0}
+    return out
+
+
+STATUS_SCHEMA = "embedpipe.status/1"
+
+
+def status_report(ctx: RunContext, driver: JobDriver) -> dict:
+    """``embedpipe status --json``: what a sensor or a dashboard needs, in one object (a
+    superset of plain ``status``'s ``run_id``/``jobs``/``pending``; see the README)."""
+    state = read_json(ctx.paths.run_state)
+    plan = read_json(ctx.paths.plan)
+    records = Ledger(ctx.paths.ledger).all()
+    by_state = driver.summary()
+    pending = driver.pending()
+    billed = sum(r.billed_tokens for r in records if r.state == "COLLECTED")
+    return {
+        "schema": STATUS_SCHEMA,
+        "run_id": ctx.paths.run_id,
+        "run_dir": ctx.paths.root,
+        "jobs": by_state,
+        "pending": pending,
+        "phase": state.get("phase"),
+        "approval": state.get("approval") or {},
+        "request_files": {"total": sum(by_state.values()), "by_state": by_state,
+                          "waves_planned": plan["waves"]},
+        "tokens": {"planned": plan["tokens_total"],
+                   "submitted": sum(r.est_tokens for r in records if r.job_name or r.history),
+                   "billed_so_far": billed},
+        "estimated_cost_usd": plan["estimated_cost"],
+        "jobs_summary": job_summary(records),
+        "phases": phases.with_counts(state.get("phases", {}), phase_counts(plan, records)),
+        "engines": state.get("engines", {}),
+        "manifest": ctx.paths.manifest if fs.exists(ctx.paths.manifest) else None,
+    }
+
+
 def _index_summary(report: dict) -> dict:
-    if not report.get("built"):
+    """The manifest's index section: a built index's key figures, or why there is none."""
+    if report.get("built") is False:
         return {k: report[k] for k in ("built", "reason", "error") if k in report}
-    return {"built": True, **{k: report.get(k) for k in ("factory", "nlist", "nprobe", "ntotal", "recall")}}
+    return {"built": True, "ntotal": report.get("n"), "nprobe": report.get("chosen_nprobe"),
+            **{k: report.get(k) for k in ("factory", "nlist", "recall")}}
 
 
 def deadletter_message(ctx: RunContext, manifest: dict) -> str:
     """Why a run exits 3, for stderr: counts, tolerance, where the dead letters are."""
     d = manifest["deadletters"]
     return (
-        f"run {ctx.paths.run_id}: {d['count']} dead letter(s) for {manifest['counts']['listed']} "
-        f"listed object(s) ({d['fraction']:.2%}) exceed deadletter_tolerance={d['tolerance']:.2%}; "
+        f"run {ctx.paths.run_id}: {d['failed_inputs']} of {d['inputs']} input(s) dead-lettered "
+        f"({d['fraction']:.2%}) exceed deadletter_tolerance={d['tolerance']:.2%}; "
         f"see {d['path']} (error_class and message per line). The run's "
         f"{manifest['counts']['embedded_rows'] + manifest['counts']['carried_rows']} embeddings "
         "are kept and carried into the next run; fix or remove the inputs, raise "
@@ -536,7 +706,7 @@ def summary_text(plan: dict, manifest: dict) -> str:
             "chunks": counts["chunks"],
             "embedded": counts["embedded_rows"],
             "carried_from_previous_run": counts["carried_rows"],
-            "dead_letters": counts["dead_objects"] + counts["dead_chunks"],
+            "dead_letters": counts["prepare_dead_letters"] + counts["dead_chunks"],
             "tokens": manifest["tokens"],
             "cost_usd": {"batch": cost["batch_usd"], "interactive": cost["interactive_usd"]},
         },

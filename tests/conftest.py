@@ -1,9 +1,19 @@
-"""Shared fixtures: the repo's own limits profiles and chunk settings."""
+"""Shared fixtures: the repo's own limits profiles and chunk settings; one pinned ffmpeg.
+
+The test media are generated with the ffmpeg of the ``imageio-ffmpeg`` wheel, so the
+pipeline under test must read them with that same binary, not whatever ``ffmpeg`` comes
+first on ``PATH`` (an older system build reads and names things differently). Setting
+``EMBEDPIPE_FFMPEG`` here pins it for the tests and for every subprocess they start
+(``tests/test_ffmpeg_pinning.py`` proves a different ffmpeg on ``PATH`` changes nothing).
+"""
 from __future__ import annotations
 
+import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
+import imageio_ffmpeg
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -11,8 +21,21 @@ CONFIGS = REPO / "configs"
 
 EMULATOR_KEY = "sk-emulator-SECRET-4242"  # distinctive, so tests can prove it never leaks
 
+PINNED_FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+os.environ["EMBEDPIPE_FFMPEG"] = PINNED_FFMPEG
+
 # Never let google-auth probe a metadata server from tests.
 os.environ.setdefault("NO_GCE_CHECK", "true")
+
+# tests/airflow_provider/ runs in the Airflow venv (`make test-airflow`); the base venv has
+# no Airflow and must not try to import it. Where Airflow is installed, tests that import
+# it in-process get a throwaway AIRFLOW_HOME instead of writing into ~/airflow.
+if importlib.util.find_spec("airflow"):
+    collect_ignore: list[str] = []
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-home-")
+    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+else:
+    collect_ignore = ["airflow_provider"]
 
 
 @pytest.fixture(scope="session")

@@ -243,3 +243,60 @@ def bomb_png(path, width: int = 20_000, height: int = 20_000) -> str:
         path,
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""),
     )
+
+
+# --- Hostile input (issue 8): broken, lying or odd, each small ------------------------
+
+def one_pixel_video(path, seconds: float = 2) -> str:
+    """A valid 1×1 MPEG-4 Part 2 video: must be transcoded, and 1 px halves to 0."""
+    _ffmpeg("-f", "lavfi", "-i", f"color=c=red:size=1x1:rate={RATE}", "-t", str(seconds),
+            "-c:v", "mpeg4", "-pix_fmt", "yuv420p", str(path))
+    return str(path)
+
+
+def png_bytes(image: Image.Image | None = None) -> bytes:
+    buffer = io.BytesIO()
+    (image or gradient(64, 40)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def bad_crc_png(path, chunk: bytes = b"IHDR") -> str:
+    """A PNG whose ``chunk`` (IHDR or IDAT) checksum is wrong; the pixels are intact."""
+    data = bytearray(png_bytes())
+    at = data.index(chunk)
+    length = struct.unpack(">I", data[at - 4 : at])[0]
+    data[at + 4 + length] ^= 0xFF  # first byte of the chunk's CRC
+    return write_bytes(path, bytes(data))
+
+
+def huge_screen_gif(path) -> str:
+    """A tiny GIF whose header claims a 65535×65535 canvas (4.3 G pixels)."""
+    buffer = io.BytesIO()
+    gradient(8, 8).convert("P").save(buffer, "GIF")
+    data = bytearray(buffer.getvalue())
+    data[6:10] = struct.pack("<HH", 65535, 65535)
+    return write_bytes(path, bytes(data))
+
+
+def wav_claiming(path, data_bytes: int = 0xFFFFFF00, seconds: float = 1) -> str:
+    """A 1 s WAV whose RIFF and data headers claim ``data_bytes`` of samples."""
+    with tempfile.TemporaryDirectory() as work:
+        data = bytearray(open(audio_file(os.path.join(work, "a.wav"), seconds), "rb").read())
+    at = data.index(b"data")
+    data[4:8] = struct.pack("<I", min(data_bytes + at, 0xFFFFFFFF))
+    data[at + 4 : at + 8] = struct.pack("<I", data_bytes)
+    return write_bytes(path, bytes(data))
+
+
+def wav_header_only(path) -> str:
+    """A WAV header with no samples at all."""
+    with tempfile.TemporaryDirectory() as work:
+        data = open(audio_file(os.path.join(work, "a.wav"), 1), "rb").read()
+    return write_bytes(path, data[: data.index(b"data") + 8])
+
+
+def pdf_claiming_pages(path, pages: int = 999_999_999) -> str:
+    """A 2-page PDF whose page tree says ``/Count pages``."""
+    with tempfile.TemporaryDirectory() as work:
+        data = open(text_pdf(os.path.join(work, "a.pdf"), 2), "rb").read()
+    return write_bytes(path, data.replace(b"/Count 2", b"/Count %d" % pages))

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.util
+import io
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -45,6 +48,16 @@ def _embedpipe_argv() -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-m", "pipeline.cli"]
+
+
+def write_sample_corpus(root: Path) -> Path:
+    """The demo's 39 text documents (``scripts/sample_corpus.py``) under ``root/corpus``."""
+    spec = importlib.util.spec_from_file_location("sample_corpus", REPO / "scripts" / "sample_corpus.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    corpus = Path(root) / "corpus"
+    assert len(module.write_corpus(str(corpus))) == 39
+    return corpus
 
 
 # -- running the CLI -------------------------------------------------------------------
@@ -151,6 +164,83 @@ def standalone_emulator(state_dir, port: int = 0, **kwargs) -> Iterator[tuple]:
         server.stop()
 
 
+def drive_held_jobs(server, output, env: dict[str, str], max_passes: int = 50) -> list[Result]:
+    """Split mode against an emulator that holds every new job (``hold_jobs``): release
+    what is held, let the emulator process it (no sleeping, no race), make one
+    ``status`` pass (which also submits the next wave, held again), until ``status``
+    says 0. Returns the status results."""
+    polls: list[Result] = []
+    for _ in range(max_passes):
+        server.release_jobs()
+        assert server.wait_idle(), "the emulator did not finish the released jobs"
+        res = embedpipe("status", "--output", str(output), env=env)
+        polls.append(res)
+        if res.returncode == 0:
+            return polls
+        assert res.returncode == EXIT_PENDING, res.explain()
+    raise AssertionError(f"status still pending after {max_passes} release/status passes:\n"
+                         f"{polls[-1].explain()}")
+
+
+@dataclass
+class EmulatorProcess:
+    """``embedpipe emulator`` running as its own process (its output goes to files, so a
+    chatty log can never block it on a full pipe)."""
+
+    proc: subprocess.Popen
+    base_url: str
+    stdout: Path
+    stderr: Path
+
+    def admin(self, path: str, payload: dict | None = None) -> dict:
+        import httpx
+
+        url = f"{self.base_url}/_emulator/{path}"
+        reply = httpx.post(url, json=payload, timeout=120) if payload is not None else httpx.get(url, timeout=30)
+        reply.raise_for_status()
+        return reply.json()
+
+    def stop(self) -> int:
+        """Ctrl-C, as a user stops it; returns its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@contextlib.contextmanager
+def emulator_process(workdir: Path, *args: str, env: dict[str, str]) -> Iterator[EmulatorProcess]:
+    """Start ``embedpipe [args] emulator --port 0 ...`` (``args`` are the emulator's
+    options; a leading ``-v`` goes before the command) and wait for its URL."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    out, err = workdir / "emulator.stdout", workdir / "emulator.stderr"
+    verbose = [a for a in args if a == "-v"]
+    options = [a for a in args if a != "-v"]
+    with open(out, "w") as fo, open(err, "w") as fe:
+        proc = subprocess.Popen([*_embedpipe_argv(), *verbose, "emulator", "--port", "0", *options],
+                                cwd=REPO, env=env, stdout=fo, stderr=fe, text=True)
+    deadline = time.monotonic() + 120  # start-up only; nothing is asserted about its speed
+    url = None
+    while url is None:
+        found = [w for w in out.read_text().split() if w.startswith("http://")]
+        if found:
+            url = found[0]
+        elif proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"embedpipe emulator did not start (exit {proc.poll()}):\n{err.read_text()}")
+        else:
+            time.sleep(0.05)
+    emulator = EmulatorProcess(proc, url, out, err)
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
 def emulator_stats(state_dir) -> dict:
     """The books of an emulator whose processes have ended, read from its state dir."""
     from pipeline.emulator import EmulatorServer
@@ -209,7 +299,11 @@ def request_files(run_dir: Path) -> list[dict]:
 
 
 def keys_of(keys_path) -> list[str]:
-    return pq.read_table(str(keys_path), columns=["chunk_id"]).column("chunk_id").to_pylist()
+    """Chunk ids of a key list (a local path or, for gs:// runs, the object)."""
+    from transforms import fs
+
+    data = io.BytesIO(fs.read_bytes(str(keys_path)))
+    return pq.read_table(data, columns=["chunk_id"]).column("chunk_id").to_pylist()
 
 
 def planned_keys(run_dir: Path) -> list[str]:
@@ -261,7 +355,27 @@ def token_sum(table: pa.Table) -> int:
     return sum(t or 0 for t in table.column("token_count").to_pylist())
 
 
-# -- the two rules, as assertions ------------------------------------------------------
+# -- the rules, as assertions ----------------------------------------------------------
+def assert_created_within_quota(run_dir: Path, stats: dict) -> list[dict]:
+    """The emulator's audit of every create of this run: the tokens (its own count) and
+    jobs already enqueued at that moment, plus the new job, stayed within the run's
+    ``quota.enqueued_tokens`` and ``quota.max_concurrent_jobs``. The emulator need not
+    enforce the quota (no 429 + retry can hide a client that ignores it). Returns the
+    run's jobs."""
+    config = read_json(run_dir / "run.json")["config"]["quota"]
+    quota, max_jobs = config["enqueued_tokens"], min(config["max_concurrent_jobs"], 100)
+    jobs = [j for j in stats["jobs"] if j["display_name"].startswith(f"embedpipe-{run_dir.name}-")]
+    for job in jobs:
+        assert job["enqueued_tokens_at_create"] + job["estimated_tokens"] <= quota, (
+            f"{job['display_name']} created with {job['enqueued_tokens_at_create']} tokens already "
+            f"enqueued + its {job['estimated_tokens']} > quota {quota}")
+        assert job["enqueued_jobs_at_create"] + 1 <= max_jobs, (
+            f"{job['display_name']} created with {job['enqueued_jobs_at_create']} jobs active "
+            f"(cap {max_jobs})")
+    return jobs
+
+
+
 def assert_one_success_per_request_file(run_dir: Path, stats: dict, *, exclusive: bool = True) -> dict:
     """Money is spent at most once: for every request file of the run (originals and
     follow-ups) the emulator holds exactly one SUCCEEDED job, and every other job for it
@@ -279,6 +393,7 @@ def assert_one_success_per_request_file(run_dir: Path, stats: dict, *, exclusive
     assert set(jobs) == set(records), (
         f"jobs for files the ledger does not know: {set(jobs) - set(records)}; "
         f"ledger records without a job: {set(records) - set(jobs)}")
+    assert_created_within_quota(run_dir, stats)
     for name, record in records.items():
         mine = jobs[name]
         succeeded = [j for j in mine if j["state"] == "SUCCEEDED"]
@@ -308,3 +423,20 @@ def assert_every_planned_chunk_once(run_dir: Path) -> pa.Table:
     dead = deadletters(run_dir)
     assert dead == [], f"dead letters: {dead[:3]}"
     return table
+
+
+# -- running without the file-permission capabilities ------------------------------------
+def without_file_permission_override(argv: list[str]) -> list[str]:
+    """``argv`` run so that file permissions apply: root keeps its uid but loses
+    CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (util-linux ``setpriv``), so a mode-000
+    file is unreadable as it is for any other user. Other users need nothing."""
+    if os.geteuid() != 0:
+        return list(argv)
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        import pytest
+
+        pytest.skip("running as root without util-linux setpriv: cannot drop CAP_DAC_OVERRIDE")
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search", *argv]

@@ -38,7 +38,8 @@ def test_set_overrides_use_dotted_names_and_yaml_scalars(tmp_path):
         ("backend=openai", "backend"),
         ("model=no-such-model", "model"),
         ("text.overlap_chars=5000", "text.overlap_chars"),
-        ("runner=DirectRunner", "runner"),
+        ("runner=DataFlowRunner", "runner"),
+        ("dask.workers=0", "dask.workers"),
         ("quota.enqueued_tokens=-1", "quota.enqueued_tokens"),
     ],
 )
@@ -46,6 +47,13 @@ def test_bad_values_name_the_key(tmp_path, override, key):
     with pytest.raises(ConfigError) as err:
         load_settings(LOCAL, output=str(tmp_path), overrides=[override])
     assert str(err.value).startswith(key)
+
+
+@pytest.mark.parametrize("runner", ["DirectRunner", "DaskRunner", "FnApiRunner", "DataflowRunner"])
+def test_runners_embedpipe_runs_on_are_accepted(tmp_path, runner):
+    s = load_settings(LOCAL, output=str(tmp_path), overrides=[f"runner={runner}"])
+    assert s.config.runner == runner
+    assert s.config.dask.workers == 2  # the local Dask cluster's size when no address is given
 
 
 def test_missing_file_and_bad_yaml_are_config_errors(tmp_path):

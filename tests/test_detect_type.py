@@ -94,12 +94,19 @@ def test_misleading_extension_does_not_matter(files):
         (b'{"text": "a", "image": "gs://b/x.png"}\n{"text": "b"}\n', "rows.jsonl", 60, ("records", "application/jsonl")),
         (b'{"text": "' + b"x" * 80, "long.jsonl", 10_000, ("records", "application/jsonl")),
         (b"[1, 2, 3]\n", "rows.jsonl", 10, ("text", "text/plain")),
+        # a first row nested too deep to parse is still a records file (that row is a bad record)
+        (b'{"a": ' + b"[" * 1500 + b"]" * 1500 + b"}\n", "deep.jsonl", 3008, ("records", "application/jsonl")),
         (b'{"text": "a"}\n', "rows.json", 14, ("text", "text/plain")),  # .json is not JSON Lines
         (b"BMW cars are fast\n", "cars.txt", 18, ("text", "text/plain")),  # 'BM' but no bitmap header
         (b"text\x00with NUL", "a.bin", 13, ("unknown", None)),
         ("Crème brûlée".encode("latin-1"), "menu.txt", 12, ("text", "text/plain")),  # for a clear dead letter
         ("Crème brûlée".encode("latin-1"), "menu.dat", 12, ("unknown", None)),
-        (b"\x01\x02 caf\xe9 bytes", "a.txt", 14, ("unknown", None)),  # control bytes: binary
+        # named as text: the text chunker's dead letter says what is wrong with it
+        (b"\x01\x02 caf\xe9 bytes", "a.txt", 14, ("text", "text/plain")),
+        (b"PK\x03\x04\x14\x00\x00\x00", "notes.txt", 4000, ("text", "text/plain")),
+        # UTF-16 that lost its byte-order mark, whatever the name
+        ("hello UTF-16 world".encode("utf-16-le"), "u16.dat", 36, ("text", "text/plain")),
+        ("hello UTF-16 world".encode("utf-16-be"), "u16", 36, ("text", "text/plain")),
         (bytes(range(128, 192)), "blob.bin", 64, ("unknown", None)),
         (b"\xff\xfb\x90\x64" + bytes(60), "nameless", 4000, ("audio", "audio/mpeg")),  # MP3 without ID3
         (b"", "empty.txt", 0, ("empty", None)),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import glob
+import io
 import json
 import os
 from pathlib import Path
@@ -14,10 +15,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from pypdf import PdfReader
 
 import media_factory as mf
 from independent_probes import image_format_size, mp3_seconds, mp4_seconds, pdf_page_count, wav_seconds
 from pipeline.cli import main
+from pipeline.emulator.state import Store
+from transforms.plan_requests import STAGED_SCHEME
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL = str(REPO / "configs" / "local.yaml")
@@ -116,52 +120,81 @@ def test_every_good_object_is_embedded_and_every_bad_one_dead_lettered(media_run
     assert by_source["locked.pdf"]["error_class"] == "encrypted_pdf"
     assert by_source["photos/truncated.jpg"]["error_class"] == "corrupt_media"
     record_errors = [d for d in dead if d["source_uri"].endswith("products.jsonl")]
-    assert sorted(d["error_class"] for d in record_errors) == ["bad_record", "record_too_large"]
+    assert sorted(d["error_class"] for d in record_errors) == ["bad_reference", "record_too_large"]
     assert not _jsonl(str(run_dir / "deadletters" / "collect*.jsonl"))
 
 
-@pytest.mark.slow
-def test_every_inline_part_is_within_the_limits_by_an_independent_probe(media_run):
-    _corpus, _output, run_dir, _code = media_run
-    checked = {"video": 0, "audio": 0, "pdf": 0, "image": 0}
+def media_parts(run_dir: Path):
+    """(key, mime, bytes, how) of every media part of every request line: inline parts
+    decoded from base64, Files API parts read from the staged file the submitter uploads."""
     for path in glob.glob(str(run_dir / "requests" / "*.jsonl")):
         for line in open(path):
-            parts = json.loads(line)["request"]["content"]["parts"]
-            images = 0
-            for part in parts:
-                if "inline_data" not in part:
-                    continue
-                mime = part["inline_data"]["mime_type"]
-                data = base64.b64decode(part["inline_data"]["data"])
-                assert len(data) <= 14_000_000
-                if mime == "video/mp4":
-                    assert mp4_seconds(data) <= LIMITS.video_seconds
-                    checked["video"] += 1
-                elif mime in ("audio/mp3", "audio/mpeg"):
-                    assert mp3_seconds(data) <= LIMITS.audio_seconds
-                    checked["audio"] += 1
-                elif mime == "audio/wav":
-                    assert wav_seconds(data) <= LIMITS.audio_seconds
-                    checked["audio"] += 1
-                elif mime == "application/pdf":
-                    assert pdf_page_count(data) <= LIMITS.pdf_pages
-                    checked["pdf"] += 1
-                else:
-                    assert image_format_size(data)[0] in ("PNG", "JPEG")
-                    images += 1
-                    checked["image"] += 1
-            assert images <= LIMITS.images_per_request
-    assert all(checked.values()), checked
+            request = json.loads(line)
+            for part in request["request"]["content"]["parts"]:
+                if "inline_data" in part:
+                    blob = part["inline_data"]
+                    yield request["key"], blob["mime_type"], base64.b64decode(blob["data"]), "inline"
+                elif "file_data" in part:
+                    ref = part["file_data"]
+                    assert ref["file_uri"].startswith(STAGED_SCHEME), ref
+                    staged = run_dir / "media" / ref["file_uri"][len(STAGED_SCHEME):]
+                    yield request["key"], ref["mime_type"], staged.read_bytes(), "files_api"
 
 
 @pytest.mark.slow
-def test_large_media_went_through_the_files_api(media_run):
+def test_every_media_part_inline_or_uploaded_is_within_the_limits_by_an_independent_probe(media_run):
     _corpus, _output, run_dir, _code = media_run
-    staged = [l for p in glob.glob(str(run_dir / "requests" / "*.jsonl")) for l in open(p)
-              if "embedpipe-staged:" in l]
-    assert staged, "no part crossed the Files API threshold"
+    checked = {"video": 0, "audio": 0, "pdf": 0, "image": 0}
+    images: dict[str, int] = {}
+    how: set[str] = set()
+    for key, mime, data, via in media_parts(run_dir):
+        how.add(via)
+        assert len(data) <= 14_000_000
+        if mime == "video/mp4":
+            assert mp4_seconds(data) <= LIMITS.video_seconds
+            checked["video"] += 1
+        elif mime in ("audio/mp3", "audio/mpeg"):
+            assert mp3_seconds(data) <= LIMITS.audio_seconds
+            checked["audio"] += 1
+        elif mime == "audio/wav":
+            assert wav_seconds(data) <= LIMITS.audio_seconds
+            checked["audio"] += 1
+        elif mime == "application/pdf":
+            assert pdf_page_count(data) <= LIMITS.pdf_pages
+            checked["pdf"] += 1
+        else:
+            assert image_format_size(data)[0] in ("PNG", "JPEG")
+            images[key] = images.get(key, 0) + 1
+            checked["image"] += 1
+    assert all(checked.values()), checked
+    assert how == {"inline", "files_api"}, "both ways of sending media must have been probed"
+    assert max(images.values()) <= LIMITS.images_per_request
+
+
+@pytest.mark.slow
+def test_pdf_parts_hold_the_pages_their_rows_say(media_run):
+    corpus, _output, run_dir, _code = media_run
+    source = [p.extract_text() for p in PdfReader(str(corpus / "manual.pdf")).pages]
+    rows = {k["chunk_id"]: k for p in glob.glob(str(run_dir / "requests" / "*.keys.parquet"))
+            for k in pq.read_table(p).to_pylist()}
+    seen = 0
+    for key, mime, data, _via in media_parts(run_dir):
+        if mime == "application/pdf" and rows[key]["source_uri"].endswith("manual.pdf"):
+            start, end = int(rows[key]["start"]), int(rows[key]["end"])
+            assert [p.extract_text() for p in PdfReader(io.BytesIO(data)).pages] == source[start - 1:end]
+            seen += end - start + 1
+    assert seen == len(source) == 50
+
+
+@pytest.mark.slow
+def test_uploaded_media_are_deleted_once_their_job_is_collected(media_run):
+    _corpus, output, run_dir, _code = media_run
     records = [json.load(open(p)) for p in glob.glob(str(run_dir / "ledger" / "*.json"))]
-    assert sum(len(r["media_files"]) for r in records) >= 1
+    uploaded = {name for r in records for _staged, name, _uri in r["media_files"]}
+    assert uploaded and all(r["state"] == "COLLECTED" for r in records)
+    remaining = Store(output / ".emulator").files  # the emulator's books, read from its state
+    assert not uploaded & {f"files/{file_id}" for file_id in remaining}
+    assert not [f for f in remaining.values() if f.source == "UPLOADED" and f.mime_type != "jsonl"]
 
 
 @pytest.mark.slow

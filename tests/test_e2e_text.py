@@ -130,10 +130,13 @@ def test_rerun_writes_byte_identical_request_files(finished_run, tmp_path):
     corpus, _output, _ = finished_run
     first_out, second_out = tmp_path / "a", tmp_path / "b"
     for out in (first_out, second_out):
-        main(["plan", "--config", LOCAL, "--sources", str(corpus), "--output", str(out),
-              "--set", "text.target_chars=600", "--set", "text.overlap_chars=60"])
+        assert main(["plan", "--config", LOCAL, "--sources", str(corpus), "--output", str(out),
+                     "--set", "text.target_chars=600", "--set", "text.overlap_chars=60"]) == 0
     a = sorted(glob.glob(str(next((first_out / "runs").iterdir()) / "requests" / "*.jsonl")))
     b = sorted(glob.glob(str(next((second_out / "runs").iterdir()) / "requests" / "*.jsonl")))
+    plan = json.loads((next((first_out / "runs").iterdir()) / "plan.json").read_text())
+    assert a and len(a) == plan["request_files"]  # two empty lists would prove nothing
+    assert sum(1 for p in a for _ in open(p)) == sum(plan["chunks_by_modality"].values()) > 30
     assert [os.path.basename(p) for p in a] == [os.path.basename(p) for p in b]
     assert all(open(x, "rb").read() == open(y, "rb").read() for x, y in zip(a, b))
 

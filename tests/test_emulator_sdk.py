@@ -60,11 +60,13 @@ def png_bytes(color=(200, 30, 30), size=(32, 32)) -> bytes:
     return buf.getvalue()
 
 
-def wait_done(client: genai.Client, name: str, timeout: float = 5.0) -> types.BatchJob:
-    deadline = time.time() + timeout
+def wait_done(client: genai.Client, name: str, timeout: float = 120.0) -> types.BatchJob:
+    """Poll until the job ends. The timeout is a safety net for a broken emulator, never
+    a race: every job here ends on its own (no latency) or by an explicit release."""
+    deadline = time.monotonic() + timeout
     while True:
         job = client.batches.get(name=name)
-        if job.done or time.time() > deadline:
+        if job.done or time.monotonic() > deadline:
             return job
         time.sleep(0.01)
 
@@ -109,23 +111,49 @@ def test_upload_create_poll_download_parse(client, server, tmp_path):
     assert stats["billed_tokens"] == sum(int(v["response"]["tokenCount"]) for v in by_key.values())
 
 
-def test_job_moves_pending_running_succeeded_on_the_clock(tmp_path):
-    with EmulatorServer(api_key=KEY, pending_seconds=0.15, running_seconds=0.15) as srv:
+def test_job_moves_pending_running_succeeded_as_released(tmp_path):
+    """Each state is held until the test moves it on: no clock, no race."""
+    with EmulatorServer(api_key=KEY) as srv:
         client = sdk(srv.base_url)
         up = client.files.upload(file=write_jsonl(tmp_path / "x.jsonl", [text_line("k", "hi")]),
                                  config={"mime_type": "jsonl"})
-        started = time.time()
+        srv.hold_jobs("PENDING")
         job = client.batches.create_embeddings(model="gemini-embedding-2", src={"file_name": up.name})
         assert job.state == types.JobState.JOB_STATE_PENDING
-        seen = [job.state]
-        while not job.done and time.time() - started < 5:
-            time.sleep(0.01)
-            job = client.batches.get(name=job.name)
-            if job.state != seen[-1]:
-                seen.append(job.state)
-        assert seen == [types.JobState.JOB_STATE_PENDING, types.JobState.JOB_STATE_RUNNING,
-                        types.JobState.JOB_STATE_SUCCEEDED]
-        assert time.time() - started >= 0.3
+        assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_PENDING
+        assert srv.release_jobs(hold="RUNNING") == [job.name]
+        assert srv.wait_idle()
+        assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_RUNNING
+        assert srv.stats()["jobs"][0]["held"] == "RUNNING"
+        assert srv.release_jobs() == [job.name]
+        assert srv.wait_idle()
+        done = client.batches.get(name=job.name)
+        assert done.state == types.JobState.JOB_STATE_SUCCEEDED
+        assert json.loads(client.files.download(file=done.dest.file_name))["key"] == "k"
+
+
+def test_job_states_follow_the_clock():
+    """The wall-clock life of a job, evaluated at chosen instants (``JobRecord.state`` is a
+    pure function of the time, so nothing here waits)."""
+    from pipeline.emulator.state import JobRecord
+
+    def job(**kw) -> JobRecord:
+        fields = dict(id="x", model="models/m", display_name="", input_file=None, request_count=1,
+                      estimated_tokens=1, create_time=0.0, pending_until=1.0, ends_at=2.0,
+                      outcome="SUCCEEDED", processed_at=1.5)
+        return JobRecord(**{**fields, **kw})
+
+    states = [job().state(t) for t in (0.0, 0.99, 1.0, 1.99, 2.0, 100.0)]
+    assert states == ["PENDING", "PENDING", "RUNNING", "RUNNING", "SUCCEEDED", "SUCCEEDED"]
+    assert job(processed_at=None).state(100.0) == "RUNNING"  # no output yet: still running
+    assert job(processed_at=5.0).end_time(6.0) == 5.0  # ended when its output was ready
+    assert [job(outcome="FAILED").state(t) for t in (0.5, 1.5, 2.5)] == ["PENDING", "RUNNING", "FAILED"]
+    assert job(outcome="EXPIRED", processed_at=None).state(2.0) == "EXPIRED"
+    assert job(cancelled_at=0.5).state(0.6) == "CANCELLED"
+    assert job(held="PENDING").state(100.0) == "PENDING" and job(held="RUNNING").state(0.0) == "RUNNING"
+    released = job(held="PENDING")
+    released.release(now=50.0)  # as if created at 50: its 1 s pending and 1 s running follow
+    assert [released.state(t) for t in (50.5, 51.5, 52.5)] == ["PENDING", "RUNNING", "SUCCEEDED"]
 
 
 def test_inline_requests_create(client):
@@ -409,7 +437,7 @@ def test_batches_list_paging(client, server, tmp_path):
 
 
 def test_cancel_and_delete(tmp_path):
-    with EmulatorServer(api_key=KEY, pending_seconds=60) as srv:
+    with EmulatorServer(api_key=KEY, faults={"hold_jobs": "PENDING"}) as srv:
         client = sdk(srv.base_url)
         up = client.files.upload(file=write_jsonl(tmp_path / "c.jsonl", [text_line("k", "x")]),
                                  config={"mime_type": "jsonl"})
@@ -441,7 +469,7 @@ def test_failed_job_has_top_level_error_and_expired_has_no_output(server, client
 
 
 def test_enqueued_token_quota_429_with_retry_info(tmp_path):
-    with EmulatorServer(api_key=KEY, pending_seconds=60, quota_tokens=30) as srv:
+    with EmulatorServer(api_key=KEY, faults={"hold_jobs": "PENDING"}, quota_tokens=30) as srv:
         client = sdk(srv.base_url)
         up = client.files.upload(file=write_jsonl(tmp_path / "q.jsonl", [text_line("k", "word " * 20)]),
                                  config={"mime_type": "jsonl"})
@@ -493,7 +521,7 @@ def test_state_dir_restart_keeps_files_and_jobs(tmp_path):
 
 def test_state_dir_restart_finishes_jobs_a_previous_life_left_unprocessed(tmp_path):
     state = tmp_path / "state"
-    with EmulatorServer(api_key=KEY, state_dir=state, pending_seconds=0.2) as first:
+    with EmulatorServer(api_key=KEY, state_dir=state, faults={"hold_jobs": "PENDING"}) as first:
         client = sdk(first.base_url)
         up = client.files.upload(file=write_jsonl(tmp_path / "r.jsonl", [text_line("k", "x")]),
                                  config={"mime_type": "jsonl"})
@@ -501,9 +529,29 @@ def test_state_dir_restart_finishes_jobs_a_previous_life_left_unprocessed(tmp_pa
     assert job.state == types.JobState.JOB_STATE_PENDING  # stopped before it ran
     with EmulatorServer(api_key=KEY, state_dir=state) as second:
         client = sdk(second.base_url)
+        assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_PENDING  # still held
+        second.release_jobs()
         done = wait_done(client, job.name)
         assert done.state == types.JobState.JOB_STATE_SUCCEEDED
         assert json.loads(client.files.download(file=done.dest.file_name))["key"] == "k"
+
+
+def test_release_endpoint_and_hold_validation(tmp_path):
+    with EmulatorServer(api_key=KEY, faults={"hold_jobs": "RUNNING"}) as srv:
+        client = sdk(srv.base_url)
+        up = client.files.upload(file=write_jsonl(tmp_path / "h.jsonl", [text_line("k", "x")]),
+                                 config={"mime_type": "jsonl"})
+        names = [client.batches.create_embeddings(model="gemini-embedding-2",
+                                                  src={"file_name": up.name}).name for _ in range(2)]
+        assert all(client.batches.get(name=n).state == types.JobState.JOB_STATE_RUNNING for n in names)
+        one = HTTP.post(srv.base_url + "/_emulator/release", json={"jobs": names[:1], "wait": True}).json()
+        assert one == {"released": names[:1], "idle": True}
+        assert client.batches.get(name=names[0]).state == types.JobState.JOB_STATE_SUCCEEDED
+        assert client.batches.get(name=names[1]).state == types.JobState.JOB_STATE_RUNNING
+        assert HTTP.post(srv.base_url + "/_emulator/release", json={"jobs": "all"}).status_code == 400
+        assert HTTP.post(srv.base_url + "/_emulator/release", json={"hold": "DONE"}).status_code == 400
+        assert HTTP.post(srv.base_url + "/_emulator/faults", json={"hold_jobs": "DONE"}).status_code == 400
+        assert HTTP.post(srv.base_url + "/_emulator/release", json={}).json()["released"] == names[1:]
 
 
 def test_limits_passed_in_as_dicts_are_enforced():

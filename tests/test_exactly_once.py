@@ -15,7 +15,6 @@ files, Parquet, dead letters, manifest):
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -26,12 +25,13 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
+from gcs_emulator import gcs_emulator  # noqa: F401 (session fixture of gcs_output)
+from gcs_run import gcs_output  # noqa: F401 (pytest fixture)
 from pipeline.emulator import FaultConfig, HttpFault
 from pipeline.emulator.faults import Faults
 from run_helpers import (
     CRASH_POINTS,
     EXIT_PENDING,
-    REPO,
     Result,
     all_embeddings,
     assert_every_planned_chunk_once,
@@ -58,6 +58,7 @@ from run_helpers import (
     token_sum,
     vectors,
     wait_then_collect,
+    write_sample_corpus,
 )
 
 pytestmark = pytest.mark.slow
@@ -65,19 +66,9 @@ pytestmark = pytest.mark.slow
 ONE_WAVE = ("--set", "quota.enqueued_tokens=500000")  # every request file in the first wave
 
 
-def _load_sample_corpus():
-    spec = importlib.util.spec_from_file_location("sample_corpus", REPO / "scripts" / "sample_corpus.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("sample") / "corpus"
-    written = _load_sample_corpus().write_corpus(str(root))
-    assert len(written) == 39
-    return root
+    return write_sample_corpus(tmp_path_factory.mktemp("sample"))
 
 
 @pytest.fixture(scope="module")
@@ -189,10 +180,14 @@ def test_kill_9_then_rerun_pays_once_and_loses_nothing(point, crash_scenarios, c
 
 
 # -- 2. two concurrent submits ---------------------------------------------------------
-def test_two_concurrent_submits_create_one_job_per_request_file(corpus, tmp_path):
-    out = tmp_path / "out"
+@pytest.mark.parametrize("where", ["local", "gcs"])
+def test_two_concurrent_submits_create_one_job_per_request_file(corpus, tmp_path, request, where):
+    """The race, with the ledger on local disk (exclusive create) and on GCS (fake-gcs-server:
+    ``if_generation_match=0``)."""
+    gcs = request.getfixturevalue("gcs_output") if where == "gcs" else None
+    out = gcs.uri if gcs else tmp_path / "out"
     with standalone_emulator(tmp_path / "emulator", quota_tokens=3000) as (server, url, key):
-        env = cli_env(api_key=key)
+        env = {**cli_env(api_key=key), **(gcs.env if gcs else {})}
         args = run_args("submit", corpus, out, *gemini_args(url))
         first, second = start(*args, env=env), start(*args, env=env)
         results = [first.wait(), second.wait()]
@@ -204,7 +199,7 @@ def test_two_concurrent_submits_create_one_job_per_request_file(corpus, tmp_path
         assert collect.returncode == 0, collect.explain()
         stats = server.stats()
 
-    run_dir = only_run(out)
+    run_dir = only_run(gcs.mirror(tmp_path / "mirror") if gcs else out)
     assert run_dir.name in run_ids
     jobs = assert_one_success_per_request_file(run_dir, stats)
     assert set(jobs) == {f["name"] for f in request_files(run_dir)}
@@ -330,15 +325,20 @@ def test_a_refused_create_is_retried_then_its_chunks_are_dead_lettered(corpus, t
 
 def test_emulator_restart_while_jobs_pending(corpus, tmp_path):
     out, state_dir = tmp_path / "out", tmp_path / "emulator"
-    with standalone_emulator(state_dir, running_seconds=6) as (server, url, key):
+    held = FaultConfig(hold_jobs="RUNNING")  # the jobs stay active across the restart
+    with standalone_emulator(state_dir, faults=held) as (server, url, key):
         env = cli_env(api_key=key)
         res = embedpipe(*run_args("submit", corpus, out, *gemini_args(url), *ONE_WAVE), env=env)
         assert res.returncode == 0, res.explain()
         before = server.stats()["jobs"]
-    assert before and {j["state"] for j in before} <= {"PENDING", "RUNNING"}, before
+    assert before and {j["state"] for j in before} == {"RUNNING"}, before
 
     port = urlsplit(url).port
-    with standalone_emulator(state_dir, port=port, api_key=key, running_seconds=6) as (server, _url, _):
+    with standalone_emulator(state_dir, port=port, api_key=key) as (server, _url, _):
+        pending = embedpipe("status", "--output", str(out), env=env)
+        assert pending.returncode == EXIT_PENDING, pending.explain()
+        assert sorted(server.release_jobs()) == sorted(j["name"] for j in before)
+        assert server.wait_idle()
         polls, collect = wait_then_collect(out, env)
         assert collect.returncode == 0, collect.explain()
         stats = server.stats()

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:batches.create_embeddings")
 from conftest import EMULATOR_KEY as KEY  # noqa: E402
 MODEL = "gemini-embedding-2"
 HTTP = httpx.Client(timeout=10)
+SAFETY_S = 120  # waits for jobs that end on their own; a safety net, not a race
 
 
 
@@ -56,7 +57,7 @@ def request_file(tmp_path, texts: dict[str, str], dims: int | None = 256, name: 
 def run_job(bc: BatchClient, tmp_path, texts: dict[str, str], display_name: str = "run-1/req-0", **kw):
     file_name = bc.upload_jsonl(request_file(tmp_path, texts, **kw), display_name)
     job = bc.create_embeddings_job(MODEL, file_name, display_name)
-    return bc.wait_for_job(job.name, poll_s=0.01, max_poll_s=0.05, deadline_s=10)
+    return bc.wait_for_job(job.name, poll_s=0.01, max_poll_s=0.05, deadline_s=SAFETY_S)
 
 
 def results(bc: BatchClient, info: JobInfo) -> dict:
@@ -67,12 +68,31 @@ TEXTS = {f"k{i}": f"document number {i} about topic {i % 3}" for i in range(12)}
 
 
 # -- setup and secrets ----------------------------------------------------------------------
-def test_make_client_pins_v1beta_and_retries():
-    client = make_client("http://127.0.0.1:9", "k", timeout_s=5, retry_attempts=3)
+def test_make_client_pins_v1beta_and_leaves_retries_to_batch_client():
+    client = make_client("http://127.0.0.1:9", "k", timeout_s=5)
     options = client._api_client._http_options
     assert options.api_version == "v1beta" and options.timeout == 5000
-    assert options.retry_options.attempts == 3 and options.retry_options.initial_delay == 2.0
-    assert options.retry_options.max_delay == 60.0
+    assert options.retry_options.attempts == 1  # one retry layer, not the SDK's inside ours
+
+
+def test_an_unreachable_endpoint_is_retried_a_bounded_number_of_times_naming_url_and_cause(caplog):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: connections are refused
+    url = f"http://127.0.0.1:{port}"
+    sleeps: list[float] = []
+    client = BatchClient(make_client(url, "k", timeout_s=5), retry_attempts=4,
+                         initial_delay_s=0.01, max_delay_s=0.02, sleep=sleeps.append)
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(ApiCallError) as exc:
+        client.get_job("batches/abc")
+    assert exc.value.retryable and "ConnectError" in str(exc.value)
+    assert len(sleeps) == 3  # 4 attempts in all: nothing nested inside the SDK
+    retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retries) == 3
+    assert all(url in line and "ConnectError" in line for line in retries), retries
 
 
 def test_api_key_from_env(monkeypatch):
@@ -184,7 +204,7 @@ def test_5xx_after_create_finds_the_job_instead_of_duplicating(bc, server, tmp_p
     assert stats["jobs_created"] == 1 and stats["jobs"][0]["name"] == job.name
     assert stats["requests"]["models.asyncBatchEmbedContent"] == 1  # no second create
     assert stats["requests"]["batches.list"] >= 1
-    assert bc.wait_for_job(job.name, poll_s=0.01, deadline_s=5).state == "SUCCEEDED"
+    assert bc.wait_for_job(job.name, poll_s=0.01, deadline_s=SAFETY_S).state == "SUCCEEDED"
 
 
 def test_5xx_before_create_creates_once(bc, server, tmp_path):
@@ -206,7 +226,7 @@ def test_429_on_create_is_quota_exhausted_not_retried(bc, server, tmp_path):
 
 
 def test_enqueued_token_quota(tmp_path):
-    with EmulatorServer(api_key=KEY, pending_seconds=60, quota_tokens=100) as srv:
+    with EmulatorServer(api_key=KEY, faults={"hold_jobs": "PENDING"}, quota_tokens=100) as srv:
         bc = connect(srv.base_url)
         file_name = bc.upload_jsonl(request_file(tmp_path, {"a": "word " * 60}), "q")
         bc.create_embeddings_job(MODEL, file_name, "q-1")
@@ -254,13 +274,14 @@ def test_shuffled_output_is_joined_by_key(bc, server, tmp_path):
 
 
 def test_slow_job_times_out_then_finishes(bc, server, tmp_path):
-    faults(server, slow_job_seconds=0.3)
+    server.hold_jobs("RUNNING")  # slow for as long as the test wants, on any machine
     file_name = bc.upload_jsonl(request_file(tmp_path, {"a": "x"}), "slow")
     job = bc.create_embeddings_job(MODEL, file_name, "slow")
     with pytest.raises(JobWaitTimeout) as exc:
         bc.wait_for_job(job.name, poll_s=0.01, deadline_s=0.05)
     assert exc.value.state == "RUNNING"
-    assert bc.wait_for_job(job.name, poll_s=0.02, max_poll_s=0.05, deadline_s=5).state == "SUCCEEDED"
+    server.release_jobs()
+    assert bc.wait_for_job(job.name, poll_s=0.02, max_poll_s=0.05, deadline_s=SAFETY_S).state == "SUCCEEDED"
 
 
 def test_download_retries_transient_errors(bc, server, tmp_path):
@@ -271,23 +292,25 @@ def test_download_retries_transient_errors(bc, server, tmp_path):
 
 
 def test_cancel_job(tmp_path):
-    with EmulatorServer(api_key=KEY, pending_seconds=60) as srv:
+    with EmulatorServer(api_key=KEY, faults={"hold_jobs": "PENDING"}) as srv:
         bc = connect(srv.base_url)
         job = bc.create_embeddings_job(MODEL, bc.upload_jsonl(request_file(tmp_path, {"a": "x"}), "c"), "c")
         assert job.state == "PENDING"
         bc.cancel_job(job.name)
-        assert bc.wait_for_job(job.name, poll_s=0.01, deadline_s=2).state == "CANCELLED"
+        assert bc.wait_for_job(job.name, poll_s=0.01, deadline_s=SAFETY_S).state == "CANCELLED"
 
 
 def test_restart_with_state_dir_keeps_jobs_for_the_client(tmp_path):
     state = tmp_path / "state"
-    with EmulatorServer(api_key=KEY, state_dir=state, pending_seconds=0.1) as first:
+    with EmulatorServer(api_key=KEY, state_dir=state, faults={"hold_jobs": "PENDING"}) as first:
         bc = connect(first.base_url)
         job = bc.create_embeddings_job(MODEL, bc.upload_jsonl(request_file(tmp_path, {"a": "x"}), "r"), "r")
     with EmulatorServer(api_key=KEY, state_dir=state) as second:
         bc = connect(second.base_url)
         assert bc.find_job_by_display_name("r").name == job.name
-        info = bc.wait_for_job(job.name, poll_s=0.01, deadline_s=5)
+        assert bc.get_job(job.name).state == "PENDING"
+        second.release_jobs()
+        info = bc.wait_for_job(job.name, poll_s=0.01, deadline_s=SAFETY_S)
         assert info.state == "SUCCEEDED" and results(bc, info)["a"].ok
 
 

@@ -10,6 +10,7 @@ from transforms.index.recall import (
     merge_topk,
     nprobe_sweep,
     recall_at,
+    returned_scores,
 )
 
 
@@ -32,17 +33,53 @@ def test_merge_topk_pads_and_breaks_ties_by_id():
     assert ids.tolist() == [[7, 2, 3, -1]]
 
 
+def _no_vectors(ids):
+    raise AssertionError(f"ids {ids} should have been scored from the exact lists")
+
+
+def _recall(k, approx, gt_scores, gt_ids, query_ids, vectors=_no_vectors, queries=None):
+    approx = np.array(approx)
+    queries = np.zeros((len(query_ids), 2), np.float32) if queries is None else queries
+    scores = returned_scores(queries, approx, query_ids, gt_scores, gt_ids, vectors)
+    return recall_at(k, approx, scores, gt_scores, gt_ids, query_ids)
+
+
 def test_recall_is_leave_one_out_and_tie_tolerant():
     query_ids = np.array([100])
     gt_ids = np.array([[100, 1, 2, 3, 4]])
     gt_scores = np.array([[1.0, 0.9, 0.8, 0.8, 0.1]])
-    assert recall_at(1, np.array([[1]]), gt_scores, gt_ids, query_ids) == 1.0
-    assert recall_at(1, np.array([[2]]), gt_scores, gt_ids, query_ids) == 0.0
+    assert _recall(1, [[1]], gt_scores, gt_ids, query_ids) == 1.0
+    assert _recall(1, [[2]], gt_scores, gt_ids, query_ids) == 0.0
     # ids 2 and 3 tie for rank 2: either one is a correct answer
-    assert recall_at(2, np.array([[1, 3]]), gt_scores, gt_ids, query_ids) == 1.0
-    assert recall_at(3, np.array([[1, 4, -1]]), gt_scores, gt_ids, query_ids) == pytest.approx(
-        1 / 3
-    )
+    assert _recall(2, [[1, 3]], gt_scores, gt_ids, query_ids) == 1.0
+    assert _recall(3, [[1, 4, -1]], gt_scores, gt_ids, query_ids) == pytest.approx(1 / 3)
+
+
+def test_an_id_beyond_a_tied_exact_list_is_scored_on_its_vector():
+    """Five identical vectors tie with the query; the exact list kept only three of them.
+    The index returned the other two: they are as good, not misses."""
+    query = np.array([[1.0, 0.0]], np.float32)
+    query_ids = np.array([0])
+    gt_ids = np.array([[0, 1, 2, 3]])  # self + three of the five ties (list full)
+    gt_scores = np.array([[1.0, 1.0, 1.0, 1.0]])
+    stored = {4: [1.0, 0.0], 5: [1.0, 0.0], 6: [0.0, 1.0]}
+    read = []
+
+    def vectors(ids):
+        read.extend(ids.tolist())
+        return np.array([stored[i] for i in ids.tolist()], np.float32)
+
+    assert _recall(2, [[4, 5]], gt_scores, gt_ids, query_ids, vectors, query) == 1.0
+    assert _recall(2, [[1, 6]], gt_scores, gt_ids, query_ids, vectors, query) == 0.5
+    assert sorted(read) == [4, 5, 6]
+
+
+def test_an_id_beyond_an_untied_exact_list_is_a_miss_without_reading_vectors():
+    query_ids = np.array([0])
+    gt_ids = np.arange(13)[None, :]  # self + 12 neighbours: deeper than k = 10
+    gt_scores = np.linspace(1.0, 0.4, 13)[None, :]  # the list ends below the 10th score
+    assert _recall(2, [[1, 99]], gt_scores, gt_ids, query_ids) == 0.5
+    assert _recall(10, [list(range(1, 10)) + [99]], gt_scores, gt_ids, query_ids) == 0.9
 
 
 def test_nprobe_sweep():

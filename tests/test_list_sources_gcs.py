@@ -8,7 +8,15 @@ import google_crc32c
 import pytest
 
 from gcs_emulator import gcs_bucket, gcs_emulator  # noqa: F401 (pytest fixtures)
-from transforms.list_sources import ListedObject, describe, expand_gcs, expand_local, expand_pattern
+from transforms.chunk_errors import ChunkingError
+from transforms.list_sources import (
+    ListedObject,
+    describe,
+    describe_reference,
+    expand_gcs,
+    expand_local,
+    expand_pattern,
+)
 
 OBJECTS = {
     "corpus/a.txt": b"alpha text\n",
@@ -120,6 +128,28 @@ def test_expand_pattern_routes_and_describe_reads_gcs(populated):
         listed[0].uri, listed[0].size_bytes, listed[0].generation, listed[0].content_hash,
     )
     assert source.detected_type == "text"
+
+
+def test_a_gcs_reference_names_one_object_inside_the_roots(gcs_emulator, gcs_bucket):  # noqa: F811
+    bucket = gcs_emulator.client().bucket(gcs_bucket)
+    for name in ("data/photos/img[1].png", "data/photos/img1.png", "private/key.txt"):
+        bucket.blob(name).upload_from_string(b"x")
+    roots = (f"gs://{gcs_bucket}/data",)
+    base = f"gs://{gcs_bucket}/data/photos/"
+    assert describe_reference(base + "img[1].png", roots).uri == base + "img[1].png"
+    assert describe_reference(base + "../photos/img1.png", roots).uri == base + "img1.png"
+    for ref, error_class in [
+        (base + "*.png", "bad_reference"),  # a glob is a name like any other: none such
+        (base, "bad_reference"),  # a prefix
+        (base.rstrip("/"), "bad_reference"),  # a "folder" without an object of that name
+        (base + "../../private/key.txt", "outside_sources"),
+        (base + "../../../../escape", "outside_sources"),
+        (f"gs://{gcs_bucket}/data-private/key.txt", "outside_sources"),
+        ("gs://another-bucket/data/photos/img1.png", "outside_sources"),
+    ]:
+        with pytest.raises(ChunkingError) as refused:
+            describe_reference(ref, roots)
+        assert refused.value.error_class == error_class, ref
 
 
 def test_expand_pattern_rejects_other_schemes():

@@ -2,23 +2,29 @@
 letter and the run goes on.
 
 Outputs (tagged): main = Chunk, ``deadletters`` = DeadLetter, ``outcomes`` = one
-ObjectOutcome per object, so the manifest can prove nothing was lost.
+ObjectOutcome per object, so the manifest can prove nothing was lost. An object listing
+could not (or would not) open is a dead letter of stage ``list``; a special file or a
+symlinked folder is ``skipped`` with its reason; neither is ever opened here.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import mimetypes
 import os
+import re
+import tempfile
 from typing import Callable, Iterator
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms import fs
-from transforms.chunk_errors import ChunkingError
+from transforms.chunk_errors import ChunkingError, os_error_class
 from transforms.chunk_records import chunk_records
-from transforms.chunk_text import chunk_text
-from transforms.list_sources import describe, expand_pattern
+from transforms.chunk_text import check_text_size, chunk_text
+from transforms.list_sources import SKIPPED_TYPES, describe_reference, reference_roots
 from transforms.media.audio import chunk_audio
 from transforms.media.image import chunk_image
 from transforms.media.pdf import chunk_pdf
@@ -32,26 +38,39 @@ _LOG = logging.getLogger(__name__)
 
 
 def _text(source: SourceObject, settings: ChunkSettings) -> Iterator[Chunk]:
+    check_text_size(source.size_bytes, settings)
     return chunk_text(source, fs.read_bytes(source.uri), settings)
+
+
+_SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}\Z")
+
+
+def _safe_suffix(uri: str) -> str:
+    suffix = os.path.splitext(uri)[1]
+    return suffix if _SAFE_SUFFIX.match(suffix) else ""
+
+
+@contextlib.contextmanager
+def _plain_name(path: str, suffix: str) -> Iterator[str]:
+    """``path`` under a fixed ASCII name (a symlink in a private temp folder), so a file
+    name never reaches a media tool: a name holding a newline and a fake ``Duration:``
+    line once changed what ffmpeg's printed header said."""
+    with tempfile.TemporaryDirectory(prefix="embedpipe-in-") as tmp:
+        alias = os.path.join(tmp, "input" + suffix)
+        os.symlink(os.path.abspath(path), alias)
+        yield alias
 
 
 def _from_local_file(chunker):
     """Media chunkers need a file path (ffmpeg, pypdf): gs:// objects go to a temp file
-    that is removed once the chunker is done."""
+    that is removed once the chunker is done; every path gets a plain name."""
 
     def run(source: SourceObject, settings: ChunkSettings) -> Iterator[Chunk]:
-        suffix = os.path.splitext(source.uri)[1]
-        with fs.local_copy(source.uri, suffix=suffix) as local:
-            yield from chunker(source, local, settings)
+        suffix = _safe_suffix(source.uri)
+        with fs.local_copy(source.uri, suffix=suffix) as local, _plain_name(local, suffix) as plain:
+            yield from chunker(source, plain, settings)
 
     return run
-
-
-def _describe_reference(uri: str) -> SourceObject:
-    listed = next(expand_pattern(uri), None)
-    if listed is None:
-        raise FileNotFoundError(f"media {uri!r} does not exist")
-    return describe(listed)
 
 
 def _records(source: SourceObject, settings: ChunkSettings):
@@ -61,8 +80,11 @@ def _records(source: SourceObject, settings: ChunkSettings):
             raise errors[0]
         return chunks
 
-    with fs.local_copy(source.uri, suffix=os.path.splitext(source.uri)[1]) as local:
-        yield from chunk_records(source, local, settings, chunk_media, _describe_reference)
+    describe = functools.partial(
+        describe_reference, roots=reference_roots(source.uri, settings.source_roots)
+    )
+    with fs.local_copy(source.uri, suffix=_safe_suffix(source.uri)) as local:
+        yield from chunk_records(source, local, settings, chunk_media, describe)
 
 
 # detected_type -> (modality, chunker). A chunker yields Chunks, and may also yield
@@ -81,6 +103,8 @@ def route(source: SourceObject, settings: ChunkSettings) -> Iterator[Chunk | Chu
     """Stream the chunks of one object from its modality's chunker, one at a time (a long
     video is never held in memory whole). Per-part problems (a records row) are yielded
     as ChunkingErrors; a problem with the whole object is raised."""
+    if source.problem is not None:  # listing could not (or would not) open it
+        raise ChunkingError(source.problem, source.problem_message)
     named_as = mimetypes.guess_type(source.uri)[0] or ""
     named_media = named_as.split("/")[0] in ("image", "audio", "video") or named_as == "application/pdf"
     if source.detected_type == "empty":
@@ -131,12 +155,15 @@ class ChunkDoFn(beam.DoFn):
         self._dead = Metrics.counter("embedpipe", "deadletters_chunk")
 
     def process(self, source: SourceObject):
-        emitted = part_errors = 0
+        if source.detected_type in SKIPPED_TYPES:
+            yield self._outcome(source, "skipped", reason=source.problem)
+            return
+        emitted = dead = 0
         failure = None
         try:
             for item in route(source, self._settings):
                 if isinstance(item, ChunkingError):
-                    part_errors += 1
+                    dead += 1
                     yield self._dead_letter(source, item.error_class, item.message)
                     continue
                 emitted += 1
@@ -145,29 +172,35 @@ class ChunkDoFn(beam.DoFn):
                 yield item
         except ChunkingError as exc:
             failure = (exc.error_class, exc.message)
-        except (OSError, ValueError, RuntimeError, MemoryError) as exc:
+        except OSError as exc:
+            failure = (os_error_class(exc), exc.strerror or str(exc))
+        except (ValueError, RuntimeError, MemoryError) as exc:
             _LOG.warning("chunking %s failed: %s", source.uri, exc)
             failure = (type(exc).__name__, str(exc))
         if failure is not None:
+            dead += 1
             where = f" (after {emitted} chunks)" if emitted else ""
             yield self._dead_letter(source, failure[0], failure[1] + where)
         if emitted:
             status = "chunked"
         else:
-            status = "dead" if failure or part_errors else "empty"
-        yield beam.pvalue.TaggedOutput(
+            status = "dead" if dead else "empty"
+        yield self._outcome(source, status, emitted, dead)
+
+    @staticmethod
+    def _outcome(source: SourceObject, status: str, chunks: int = 0, dead: int = 0,
+                 reason: str | None = None):
+        return beam.pvalue.TaggedOutput(
             OUTCOMES,
-            ObjectOutcome(
-                source.uri, source.generation, source.detected_type, status,
-                emitted, source.size_bytes,
-            ),
+            ObjectOutcome(source.uri, source.generation, source.detected_type, status,
+                          chunks, source.size_bytes, dead, reason),
         )
 
     @staticmethod
     def _letter(source: SourceObject, error_class: str, message: str) -> DeadLetter:
         return DeadLetter(
             source_uri=source.uri,
-            stage="chunk",
+            stage="list" if source.problem else "chunk",
             error_class=error_class,
             message=f"{os.path.basename(source.uri)}: {message}",
             source_generation=source.generation,

@@ -6,6 +6,8 @@ The Chunk DoFn turns a ``ChunkingError`` into a dead letter carrying ``error_cla
 
 from __future__ import annotations
 
+import errno
+
 CORRUPT_MEDIA = "corrupt_media"
 UNSUPPORTED_TYPE = "unsupported_type"
 ENCRYPTED_PDF = "encrypted_pdf"
@@ -26,3 +28,27 @@ class ChunkingError(Exception):
     def __reduce__(self):
         # Beam may pickle exceptions between workers; keep both fields.
         return (ChunkingError, (self.error_class, self.message))
+
+# Listing and reference problems: the object is never opened (or could not be).
+BROKEN_SYMLINK = "broken_symlink"
+SYMLINK_LOOP = "symlink_loop"
+PERMISSION_DENIED = "permission_denied"
+NOT_FOUND = "not_found"
+UNREADABLE = "unreadable"
+OUTSIDE_SOURCES = "outside_sources"
+UNDECODABLE_NAME = "undecodable_name"
+BAD_REFERENCE = "bad_reference"
+# Skip reasons (status ``skipped``, no dead letter): not a regular file, so never opened.
+SPECIAL_FILE = "special_file"
+DIRECTORY_SYMLINK = "directory_symlink"
+
+
+def os_error_class(exc: OSError) -> str:
+    """The dead-letter class of an OS error met while opening or reading an object."""
+    if isinstance(exc, PermissionError):
+        return PERMISSION_DENIED
+    if isinstance(exc, FileNotFoundError):
+        return NOT_FOUND
+    if exc.errno == errno.ELOOP:
+        return SYMLINK_LOOP
+    return UNREADABLE

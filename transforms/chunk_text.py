@@ -13,12 +13,14 @@ import os
 from typing import Iterator
 
 from transforms.chunk_errors import ChunkingError
+from transforms.detect_type import utf16_without_bom
 from transforms.prompts import document_prefix
 from transforms.tokens import estimate_text_tokens
 from transforms.settings import ChunkSettings
 from transforms.types import Chunk, Locator, SourceObject, make_chunk_id
 
 SEPARATORS = ("\n\n", "\n", ". ", " ")
+HEAD_BYTES = 4096  # enough to tell UTF-16 without a BOM from binary
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -38,6 +40,13 @@ def decode_text(data: bytes) -> str:
                 raise ChunkingError(
                     "undecodable_text", f"declares {encoding} by its BOM but is not: {exc.reason}"
                 ) from None
+    utf16 = utf16_without_bom(data[:HEAD_BYTES])
+    if utf16:
+        raise ChunkingError(
+            "undecodable_text",
+            f"looks like {utf16.upper()} without a byte-order mark "
+            "(fix: convert the file to UTF-8, or add a UTF-16 BOM)",
+        )
     if b"\x00" in data:
         raise ChunkingError(
             "binary_content", f"contains NUL bytes (first at offset {data.index(0)}): not text"
@@ -135,13 +144,18 @@ def title_for(source: SourceObject, settings: ChunkSettings) -> str | None:
     return stem.replace("_", " ").replace("-", " ")
 
 
+def check_text_size(size: int, settings: ChunkSettings) -> None:
+    """Refuse a text over ``text_max_file_bytes`` (it is read whole): call it with the
+    listed size before reading, so a huge file never enters memory."""
+    if size > settings.text_max_file_bytes:
+        raise ChunkingError(
+            "too_large", f"{size} bytes exceeds text_max_file_bytes={settings.text_max_file_bytes}"
+        )
+
+
 def chunk_text(source: SourceObject, data: bytes, settings: ChunkSettings) -> Iterator[Chunk]:
     """Yield the text chunks of one document. Whitespace-only text yields nothing."""
-    if len(data) > settings.text_max_file_bytes:
-        raise ChunkingError(
-            "too_large",
-            f"{len(data)} bytes exceeds text_max_file_bytes={settings.text_max_file_bytes}",
-        )
+    check_text_size(len(data), settings)
     text = decode_text(data)
     if not text.strip():
         return

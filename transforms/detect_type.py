@@ -1,8 +1,10 @@
 """Route an object to a chunker by its first bytes; the file name is only a hint.
 
 Extensions lie (a text file named ``.mp4``, a PNG saved as ``.jpg``), so the type comes from
-magic numbers. Only two decisions use the name: JSON Lines (a ``.jsonl``/``.ndjson`` file
-whose first line is a JSON object is a ``records`` source) and the MIME type of text.
+magic numbers. Only three decisions use the name: JSON Lines (a ``.jsonl``/``.ndjson`` file
+whose first line is a JSON object is a ``records`` source), the MIME type of text, and
+that a file named as text goes to the text chunker even when it does not decode (its dead
+letter then says why: ``undecodable_text`` or ``binary_content``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ AUDIO_MP4_BRANDS = {b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B "}
 BMP_DIB_SIZES = {12, 40, 52, 56, 64, 108, 124}
 ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
 MP3_BAD_BITRATE = 0xF
-TEXT_CONTROLS = frozenset(b"\t\n\r\f\x1b")
 
 
 def _iso_bmff(head: bytes) -> tuple[str, str] | None:
@@ -135,21 +136,38 @@ def _is_jsonl(text: str, complete: bool) -> bool:
     if newline or complete:
         try:
             return isinstance(json.loads(first), dict)
+        except RecursionError:  # nested too deep to parse: the records chunker says so per row
+            return first.startswith("{")
         except ValueError:
             return False
     return first.startswith("{")  # the first line goes past the head: trust its start
 
 
-def _legacy_text(head: bytes) -> bool:
-    """8-bit text in some legacy encoding: no NULs and no control bytes but whitespace."""
-    return not any(b < 0x20 and b not in TEXT_CONTROLS for b in head)
+def utf16_without_bom(head: bytes) -> str | None:
+    """``"utf-16-le"``/``"utf-16-be"`` when the head is UTF-16 text missing its byte-order
+    mark (mostly ASCII: every other byte NUL, the rest printable), else ``None``."""
+    even = head[: len(head) & ~1]
+    if len(even) < 8:
+        return None
+    for encoding, zeros, chars in (("utf-16-le", even[1::2], even[0::2]),
+                                   ("utf-16-be", even[0::2], even[1::2])):
+        if zeros.count(0) >= 0.9 * len(zeros) and chars.count(0) == 0:
+            try:
+                text = even.decode(encoding)
+            except UnicodeDecodeError:
+                continue
+            if all(c.isprintable() or c in "\t\n\r\f" for c in text):
+                return encoding
+    return None
 
 
 def detect_type(head: bytes, name: str, size: int) -> tuple[str, str | None]:
     """``(detected_type, mime_type)`` of an object from its first bytes, name and size.
 
-    Text that is not UTF-8 (Latin-1, CP-1252...) but is named as text still routes to the
-    text chunker, whose dead letter then says exactly that it is not UTF-8.
+    Text that is not UTF-8 still routes to the text chunker, whose dead letter then says
+    exactly what is wrong (not UTF-8 at offset N, UTF-16 without a BOM, binary content)
+    when it is named as text, looks like UTF-16 missing its BOM, or is 8-bit text
+    (Latin-1, CP-1252...) named as text.
     """
     if size == 0:
         return EMPTY, None
@@ -162,7 +180,9 @@ def detect_type(head: bytes, name: str, size: int) -> tuple[str, str | None]:
     guessed, _ = mimetypes.guess_type(lower)
     named_text = bool(guessed) and guessed.startswith("text/")
     if text is None:
-        return (TEXT, guessed) if named_text and _legacy_text(head) else (UNKNOWN, None)
+        if named_text or utf16_without_bom(head):
+            return TEXT, guessed if named_text else "text/plain"
+        return UNKNOWN, None
     if lower.endswith(JSONL_SUFFIXES) and _is_jsonl(text, complete):
         return RECORDS, "application/jsonl"
     return TEXT, guessed if named_text else "text/plain"

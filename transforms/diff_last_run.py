@@ -9,6 +9,9 @@ and older runs can be deleted. Objects the previous run listed that are gone now
 
 Only URIs and generations are shuffled; vectors are copied part by part, so carrying a
 large corpus costs a read and a write of its Parquet, never a shuffle of its vectors.
+A records file's rows (and their dead letters) are named ``<file>#<id>``: they belong
+to the object ``<file>``, found among the unchanged records files (a side input, one URI
+per records file), so they are carried with it.
 """
 from __future__ import annotations
 
@@ -91,7 +94,10 @@ class DiffAgainstLastRun(beam.PTransform):
     def expand(self, sources):
         previous = (
             sources.pipeline
-            | "Read previous listing" >> beam.io.ReadFromText(self._previous.listing_glob)
+            # ReadAll: the glob is matched when the pipeline runs, on workers, by plain
+            # DoFns (ReadFromText matches it at graph build and needs a runner-level Read)
+            | "Previous listing files" >> beam.Create([self._previous.listing_glob])
+            | "Read previous listing" >> beam.io.ReadAllFromText()
             | "Parse previous listing" >> beam.Map(json.loads)
             | "Key previous by URI" >> beam.Map(lambda row: (row["uri"], row))
         )
@@ -103,12 +109,23 @@ class DiffAgainstLastRun(beam.PTransform):
         )
 
 
-def part_uris(indexed_part: tuple[int, str]):
-    """(uri, (part index, generation)) for every distinct source in one previous part."""
+def owner_uri(source_uri: str, records_uris) -> str:
+    """The listed object a row or dead letter belongs to: ``<file>#<id>`` belongs to the
+    records file ``<file>`` (the longest such prefix among ``records_uris``, a set or dict;
+    matching known files, not splitting on ``#``, keeps ``notes#1.txt`` and ids holding
+    ``#`` right)."""
+    for cut in range(len(source_uri) - 1, 0, -1):
+        if source_uri[cut] == "#" and source_uri[:cut] in records_uris:
+            return source_uri[:cut]
+    return source_uri
+
+
+def part_uris(indexed_part: tuple[int, str], records_uris=()):
+    """(object uri, (part index, generation)) for every distinct source in one previous part."""
     index, path = indexed_part
     table = pq.read_table(io.BytesIO(fs.read_bytes(path)), columns=["source_uri", "source_generation"])
-    seen = set(zip(table.column("source_uri").to_pylist(),
-                   table.column("source_generation").to_pylist()))
+    seen = {(owner_uri(uri, records_uris), generation) for uri, generation in
+            zip(table.column("source_uri").to_pylist(), table.column("source_generation").to_pylist())}
     for uri, generation in sorted(seen):
         yield uri, (index, generation)
 
@@ -126,13 +143,13 @@ def carried_name(index: int, count: int) -> str:
     return f"carried-{index:05d}-of-{count:05d}.parquet"
 
 
-def copy_rows(element, parts: tuple, out_dir: str) -> int:
+def copy_rows(element, parts: tuple, out_dir: str, records_uris=()) -> int:
     """Copy one previous part's rows of the kept URIs, schema and metadata unchanged."""
     index, uris = element
     path = parts[index]
     table = pq.read_table(io.BytesIO(fs.read_bytes(path)))
-    keep = pc.is_in(table.column("source_uri"), value_set=pa.array(sorted(set(uris)), pa.string()))
-    kept = table.filter(keep)
+    owners = pa.array([owner_uri(u, records_uris) for u in table.column("source_uri").to_pylist()], pa.string())
+    kept = table.filter(pc.is_in(owners, value_set=pa.array(sorted(set(uris)), pa.string())))
     buf = io.BytesIO()
     pq.write_table(kept, buf)
     fs.write_bytes(fs.join(out_dir, carried_name(index, len(parts))), buf.getvalue())
@@ -149,10 +166,11 @@ class CarryUnchanged(beam.PTransform):
 
     def expand(self, unchanged):
         parts = self._previous.embedding_parts
+        records = beam.pvalue.AsDict(unchanged | "Unchanged records files" >> UnchangedRecordsUris())
         by_uri = (
             unchanged.pipeline
             | "Previous parts" >> beam.Create(list(enumerate(parts)))
-            | "Sources per part" >> beam.FlatMap(part_uris)
+            | "Sources per part" >> beam.FlatMap(part_uris, records)
         )
         keys = unchanged | "Key unchanged by URI" >> beam.Map(lambda o: (o.uri, o))
         return (
@@ -160,7 +178,19 @@ class CarryUnchanged(beam.PTransform):
             | "Join parts to unchanged" >> beam.CoGroupByKey()
             | "Rows to keep" >> beam.FlatMap(keep_decisions)
             | "Group by part" >> beam.GroupByKey()
-            | "Copy rows" >> beam.Map(copy_rows, parts, self._out)
+            | "Copy rows" >> beam.Map(copy_rows, parts, self._out, records)
+        )
+
+
+class UnchangedRecordsUris(beam.PTransform):
+    """Unchanged ObjectOutcomes → (uri, True) for the records files among them (a dict
+    side input: membership without rebuilding a set per element)."""
+
+    def expand(self, unchanged):
+        return (
+            unchanged
+            | "Records files" >> beam.Filter(lambda o: o.detected_type == "records")
+            | "Their URIs" >> beam.Map(lambda o: (o.uri, True))
         )
 
 
@@ -179,11 +209,13 @@ class CarryDeadLetters(beam.PTransform):
         self._previous = previous
 
     def expand(self, unchanged):
+        records = beam.pvalue.AsDict(unchanged | "Unchanged records files" >> UnchangedRecordsUris())
         dead = (
             unchanged.pipeline
             | "Previous dead-letter files" >> beam.Create(list(self._previous.deadletter_globs))
             | "Read previous dead letters" >> beam.io.ReadAllFromText()
-            | "Key dead letters by URI" >> beam.Map(lambda line: (json.loads(line)["source_uri"], line))
+            | "Key dead letters by URI" >> beam.Map(
+                lambda line, uris: (owner_uri(json.loads(line)["source_uri"], uris), line), records)
         )
         keys = unchanged | "Key unchanged for dead letters" >> beam.Map(lambda o: (o.uri, o))
         return (

@@ -45,7 +45,6 @@ JOB_STATES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED
 ENDED_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"})
 DEFAULT_RETRY_AFTER_S = 60.0
 _KEY_FALLBACKS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-_NO_RETRY = types.HttpOptions(retry_options=types.HttpRetryOptions(attempts=1))
 _AMBIGUOUS = (httpx.TimeoutException, httpx.TransportError)
 _STATE_ALIASES = {"UNSPECIFIED": "PENDING", "QUEUED": "PENDING", "PAUSED": "PENDING",
                   "UPDATING": "RUNNING", "CANCELLING": "RUNNING",
@@ -140,19 +139,17 @@ def api_key_from_env(env_name: str = "GEMINI_API_KEY") -> str:
     )
 
 
-def make_client(base_url: str | None, api_key: str, *, timeout_s: float = 60,
-                retry_attempts: int = 6, initial_delay_s: float = 2.0,
-                max_delay_s: float = 60.0) -> genai.Client:
-    """An SDK client pinned to v1beta with retries (408/429/5xx and transport errors)."""
+def make_client(base_url: str | None, api_key: str, *, timeout_s: float = 60) -> genai.Client:
+    """An SDK client pinned to v1beta, with the SDK's own retries off: BatchClient retries
+    every idempotent call itself, once (not nested inside the SDK's), with each retry
+    logged with the endpoint and the cause."""
     if not api_key:
         raise ApiKeyMissing("an API key is required (see api_key_from_env)")
     options = types.HttpOptions(
         base_url=base_url,
         api_version=API_VERSION,
         timeout=int(timeout_s * 1000),  # the SDK takes milliseconds
-        retry_options=types.HttpRetryOptions(
-            attempts=retry_attempts, initial_delay=initial_delay_s, max_delay=max_delay_s,
-        ),
+        retry_options=types.HttpRetryOptions(attempts=1),
     )
     return genai.Client(api_key=api_key, http_options=options)
 
@@ -423,8 +420,7 @@ class BatchClient:
     def connect(cls, base_url: str | None, api_key: str, *, timeout_s: float = 60,
                 retry_attempts: int = 6, initial_delay_s: float = 2.0,
                 max_delay_s: float = 60.0) -> "BatchClient":
-        client = make_client(base_url, api_key, timeout_s=timeout_s, retry_attempts=retry_attempts,
-                             initial_delay_s=initial_delay_s, max_delay_s=max_delay_s)
+        client = make_client(base_url, api_key, timeout_s=timeout_s)
         return cls(client, retry_attempts=retry_attempts, initial_delay_s=initial_delay_s,
                    max_delay_s=max_delay_s)
 
@@ -451,7 +447,8 @@ class BatchClient:
         return min(self._max_delay, self._initial_delay * 2 ** attempt) * random.uniform(0.5, 1.0)
 
     def _retrying(self, operation: str, call: Callable[[], _T]) -> _T:
-        """Retry calls the SDK does not retry (upload data, download) on transient errors."""
+        """Run an idempotent call, retrying transient errors (408/429/5xx, connection
+        errors, timeouts) with backoff; raises ApiCallError otherwise or at the end."""
         for attempt in range(self._attempts):
             try:
                 return call()
@@ -460,8 +457,8 @@ class BatchClient:
                 if not isinstance(err, ApiCallError) or not err.retryable or attempt + 1 == self._attempts:
                     raise err from None
                 delay = self._backoff(attempt)
-                log.warning("%s at %s: transient %s (%s); retrying in %.1fs (%d/%d)", operation,
-                            self._base_url, err.status or type(exc).__name__,
+                log.warning("%s at %s: transient %s %s (%s); retrying in %.1fs (%d/%d)", operation,
+                            self._base_url, type(exc).__name__, err.status or "",
                             self._scrub(str(exc))[:200], delay, attempt + 1, self._attempts)
                 self._sleep(delay)
         raise AssertionError("unreachable")
@@ -471,11 +468,11 @@ class BatchClient:
         return self._base_url
 
     def check_model(self, model: str) -> None:
-        """One ``models.get`` with no retries: proves the endpoint answers, accepts the key
+        """One ``models.get``, not retried: proves the endpoint answers, accepts the key
         and serves ``model`` before any work is done. Raises ApiCallError (HTTP errors) or
         the transport error itself (connection refused, DNS, timeout)."""
         try:
-            self._client.models.get(model=model, config={"http_options": _NO_RETRY})
+            self._client.models.get(model=model)
         except genai_errors.APIError as exc:
             raise self._error("models.get", exc) from None
 
@@ -497,10 +494,8 @@ class BatchClient:
             if self._clock() - start > timeout_s:
                 raise FileProcessingFailed(f"{uploaded.name} still PROCESSING after {timeout_s:.0f} s")
             self._sleep(poll_s)
-            try:
-                uploaded = self._client.files.get(name=uploaded.name)
-            except genai_errors.APIError as exc:
-                raise self._error("get file", exc) from None
+            name = uploaded.name
+            uploaded = self._retrying("get file", lambda: self._client.files.get(name=name))
         if normalise_file_state(uploaded.state) != "ACTIVE":
             reason = getattr(uploaded.error, "message", None) or "no reason given"
             raise FileProcessingFailed(f"{uploaded.name} ended {uploaded.state}: {self._scrub(reason)}")
@@ -531,12 +526,12 @@ class BatchClient:
     def delete_file(self, name: str) -> None:
         """Delete a file; already gone (403/404) counts as done."""
         try:
-            self._client.files.delete(name=name)
-        except genai_errors.APIError as exc:
+            self._retrying("delete file", lambda: self._client.files.delete(name=name))
+        except ApiCallError as exc:
             if exc.code in (403, 404):
                 log.debug("delete %s: already gone (%s)", name, exc.code)
                 return
-            raise self._error("delete file", exc) from None
+            raise
 
     # -- batch jobs ----------------------------------------------------------------
     def create_embeddings_job(self, model: str, file_name: str, display_name: str) -> JobInfo:
@@ -552,7 +547,7 @@ class BatchClient:
             try:
                 job = self._client.batches.create_embeddings(
                     model=model, src={"file_name": file_name},
-                    config={"display_name": display_name, "http_options": _NO_RETRY},
+                    config={"display_name": display_name},
                 )
                 info = JobInfo(name=job.name, display_name=job.display_name or display_name,
                                state=normalise_state(job.state), model=job.model)
@@ -578,13 +573,9 @@ class BatchClient:
 
     def find_job_by_display_name(self, display_name: str) -> JobInfo | None:
         """The newest job with this display name, or None."""
-        try:
-            matches = [j for j in self._client.batches.list(config={"page_size": 100})
-                       if j.display_name == display_name]
-        except genai_errors.APIError as exc:
-            raise self._error("list batch jobs", exc) from None
-        except _AMBIGUOUS as exc:
-            raise self._error("list batch jobs", exc) from None
+        matches = self._retrying("list batch jobs", lambda: [
+            j for j in self._client.batches.list(config={"page_size": 100})
+            if j.display_name == display_name])
         if not matches:
             return None
         newest = max(matches, key=lambda j: (j.create_time is not None, j.create_time or 0))
@@ -594,12 +585,8 @@ class BatchClient:
         """Read a job with a raw GET (keeps ``batchStats`` and the job-level ``error``)."""
         if not re.fullmatch(r"batches/[^/]+", name):
             raise ValueError(f"invalid batch job name {name!r} (expected 'batches/ID')")
-        try:
-            response = self._client._api_client.request("get", name, {})
-        except genai_errors.APIError as exc:
-            raise self._error("get batch job", exc) from None
-        except _AMBIGUOUS as exc:
-            raise self._error("get batch job", exc) from None
+        response = self._retrying("get batch job",
+                                  lambda: self._client._api_client.request("get", name, {}))
         return JobInfo.from_operation(json.loads(response.body or "{}"))
 
     def wait_for_job(self, name: str, poll_s: float = 30.0, max_poll_s: float = 300.0,
@@ -637,31 +624,26 @@ class BatchClient:
             delay = min(max_poll_s, delay * 1.5)
 
     def cancel_job(self, name: str) -> None:
-        try:
-            self._client.batches.cancel(name=name)
-        except genai_errors.APIError as exc:
-            raise self._error("cancel batch job", exc) from None
+        self._retrying("cancel batch job", lambda: self._client.batches.cancel(name=name))
         log.info("cancelled batch job %s", name)
 
     # -- synchronous embeddings (queries) ------------------------------------------
     def embed_sync(self, model: str, contents: Sequence[Sequence[Mapping]],
-                   dimensionality: int | None = None) -> np.ndarray:
+                   dimensionality: int | None = None, task_type: str | None = None) -> np.ndarray:
         """One vector per item of ``contents`` (each a list of REST Part dicts).
 
         Items are sent as ``Content`` objects so gemini-embedding-2 does not fold them
-        into one vector; at most 100 per call. Returns float32 ``(len(contents), D)``.
+        into one vector; at most 100 per call. ``task_type`` is gemini-embedding-001's
+        ``taskType`` (Embedding 2 takes the task in the text). Returns float32
+        ``(len(contents), D)``.
         """
-        config = types.EmbedContentConfig(output_dimensionality=dimensionality)
+        config = types.EmbedContentConfig(output_dimensionality=dimensionality, task_type=task_type)
         rows: list[list[float]] = []
         for start in range(0, len(contents), MAX_SYNC_REQUESTS):
             batch = [types.Content.model_validate({"parts": list(parts)})
                      for parts in contents[start:start + MAX_SYNC_REQUESTS]]
-            try:
-                response = self._client.models.embed_content(model=model, contents=batch, config=config)
-            except genai_errors.APIError as exc:
-                raise self._error("embed", exc) from None
-            except _AMBIGUOUS as exc:
-                raise self._error("embed", exc) from None
+            response = self._retrying("embed", lambda: self._client.models.embed_content(
+                model=model, contents=batch, config=config))
             embeddings = response.embeddings or []
             if len(embeddings) != len(batch):
                 raise GeminiClientError(

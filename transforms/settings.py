@@ -66,11 +66,14 @@ class ChunkSettings:
     ffmpeg_timeout_seconds: float = 600.0
     title_from_filename: bool = True
     chunker_version: str = "1"
+    # Trees records references may point into (resolved local paths, gs:// prefixes):
+    # the source roots plus ``allowed_roots``. Empty means unchecked (library use).
+    source_roots: tuple[str, ...] = ()
 
     def version(self) -> str:
         """Short hash of every setting that changes what chunks come out."""
         payload = asdict(self)
-        payload.pop("ffmpeg_path", None)
-        payload.pop("ffmpeg_timeout_seconds", None)
+        for how_not_what in ("ffmpeg_path", "ffmpeg_timeout_seconds", "source_roots"):
+            payload.pop(how_not_what)
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return self.chunker_version + "-" + hashlib.sha256(blob).hexdigest()[:12]

@@ -18,9 +18,14 @@ class SourceObject:
     uri: str
     size_bytes: int
     generation: str
-    detected_type: str  # text | pdf | image | audio | video | records | empty | unknown
+    # text | pdf | image | audio | video | records | empty | unknown, or what listing found
+    # instead of a usable object: special (FIFO, socket, device: skipped, never opened) and
+    # unreadable (``problem`` says why; the Chunk stage dead-letters it, never opening it)
+    detected_type: str
     mime_type: str | None = None
     content_hash: str | None = None
+    problem: str | None = None  # error class or skip reason found while listing
+    problem_message: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class ObjectOutcome:
     uri: str
     generation: str
     detected_type: str
-    status: str  # chunked | empty | dead
+    status: str  # chunked | empty | dead | skipped (| unchanged | tombstone, from the diff)
     chunks: int = 0
     size_bytes: int = 0
+    dead_letters: int = 0  # dead letters written for it: the object, or bad rows / its tail
+    reason: str | None = None  # why it was skipped

@@ -14,9 +14,10 @@ from typing import Callable, Mapping
 import numpy as np
 
 from pipeline.emulator.errors import ApiError, invalid_argument, not_found
-from transforms.tokens import estimate_text_tokens
+from pipeline.emulator.text_spaces import task_fields, text_space
+from pipeline.emulator.tokenizer import count_tokens
 from pipeline.emulator.vectors import (
-    DIM, MEDIA_HANDLERS, combine, modality_of, sized_media_tokens, text_vector,
+    DIM, MEDIA_HANDLERS, combine, modality_of, sized_media_tokens,
 )
 from transforms.settings import ModelLimits
 
@@ -78,6 +79,7 @@ class Embedder:
         if not isinstance(request, Mapping):
             raise invalid_argument("Invalid EmbedContentRequest: expected a JSON object.")
         self._check_model(model, request)
+        task, title = task_fields(request)
         dims = self._dimensionality(request, limits)
         parts, inline_bytes = self._parts(request, limits)
         if inline_bytes > limits.inline_request_bytes:
@@ -97,13 +99,13 @@ class Embedder:
                 f"(maximum {limits.max_parts_media})."
             )
         text = "\n".join(p.text for p in parts if p.modality == "text")
-        text_tokens = estimate_text_tokens(text)
+        text_tokens = count_tokens(text)
         if text_tokens > limits.text_tokens:
             raise invalid_argument(
                 f"The input token count ({text_tokens}) exceeds the maximum number of tokens "
                 f"allowed ({limits.text_tokens})."
             )
-        vectors = [text_vector(text)] if text.strip() else []
+        vectors = [text_space(limits.model)(text, task, title)] if text.strip() else []
         tokens = text_tokens
         for part in parts:
             if part.modality != "text":
@@ -127,7 +129,7 @@ class Embedder:
             total = 0
             for part in parts:
                 if "text" in part:
-                    total += estimate_text_tokens(str(part["text"]))
+                    total += count_tokens(str(part["text"]))
                     continue
                 blob = pick(part, "inline_data", "inlineData")
                 if blob is not None:

@@ -4,6 +4,10 @@ All faults are off by default. They are set at construction (``FaultConfig`` or 
 and at runtime through ``POST /_emulator/faults`` (a partial dict: given keys replace
 the current values). Fractions are deterministic: decided by a keyed hash of the batch
 name or line key with ``seed``, so a rerun meets the same faults.
+
+``hold_jobs`` is the deterministic alternative to timing: jobs created while it is set
+stay PENDING (or RUNNING) until a test releases them (``POST /_emulator/release``), so
+no test has to win a race against a clock.
 """
 from __future__ import annotations
 
@@ -35,6 +39,9 @@ class HttpFault:
         return not self.path or re.search(self.path, path) is not None
 
 
+HOLD_STATES = ("PENDING", "RUNNING")
+
+
 @dataclass
 class FaultConfig:
     http_errors: list[HttpFault] = field(default_factory=list)
@@ -47,9 +54,11 @@ class FaultConfig:
     line_error_fraction: float = 0.0  # share of keys answered with a per-line error
     line_error_keys: list[str] = field(default_factory=list)
     line_error_code: int = 13  # gRPC INTERNAL: retryable
+    line_error_codes: dict[str, int] = field(default_factory=dict)  # per key, overrides the above
     line_error_message: str = "Internal error encountered (injected fault)."
     slow_job_seconds: float = 0.0  # extra running time for jobs created while set
     shuffle_output: bool = False  # write output lines in a (seeded) shuffled order
+    hold_jobs: str | None = None  # PENDING | RUNNING: new jobs stay there until released
     seed: int = 0
 
     @classmethod
@@ -71,6 +80,11 @@ class FaultConfig:
             ]
         if "line_error_keys" in values:
             values["line_error_keys"] = [str(k) for k in values["line_error_keys"]]
+        if "line_error_codes" in values:
+            values["line_error_codes"] = {str(k): int(c) for k, c in values["line_error_codes"].items()}
+        if values.get("hold_jobs") not in (None, *HOLD_STATES):
+            raise ValueError(f"hold_jobs must be one of {', '.join(HOLD_STATES)} or null, "
+                             f"got {values['hold_jobs']!r}")
         return dataclasses.replace(self, **values)
 
     def to_dict(self) -> dict:
@@ -86,6 +100,7 @@ class JobPlan:
     shuffle: bool
     error_code: int
     error_message: str
+    hold: str | None = None  # PENDING | RUNNING until released
 
 
 class Faults:
@@ -138,12 +153,14 @@ class Faults:
             elif _unit(cfg.seed, "expire", batch_name) < cfg.expire_job_fraction:
                 outcome = "EXPIRED"
             return JobPlan(outcome, cfg.slow_job_seconds, cfg.shuffle_output,
-                           cfg.job_error_code, cfg.job_error_message)
+                           cfg.job_error_code, cfg.job_error_message, cfg.hold_jobs)
 
     def line_error(self, key: str) -> dict | None:
         """The injected per-line status for ``key``, or None to serve it normally."""
         with self._lock:
             cfg = self._config
+            if key in cfg.line_error_codes:
+                return {"code": cfg.line_error_codes[key], "message": cfg.line_error_message}
             if key in cfg.line_error_keys or _unit(cfg.seed, "line", key) < cfg.line_error_fraction:
                 return {"code": cfg.line_error_code, "message": cfg.line_error_message}
             return None

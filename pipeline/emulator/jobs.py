@@ -6,6 +6,12 @@ are computed by one background worker thread once the job is RUNNING, so a large
 returns at once and the job stays RUNNING until its output exists, as with the real
 service; processing a stopped emulator did not finish is resumed on restart. The output
 file ``files/batch-<id>`` becomes visible when a read first sees the job SUCCEEDED.
+
+Processing is crash-safe with a state directory: the output blob is written first, then
+the job is recorded as processed, and only then is its input snapshot deleted, so a
+process killed at any step (``EMBEDPIPE_CRASH_AT=emulator-output-written`` or
+``emulator-job-saved``) leaves a job the next life finishes, never one RUNNING forever.
+Held jobs (``FaultConfig.hold_jobs``) are processed once released.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from pipeline.emulator.embedder import Embedder, model_id, pick
 from pipeline.emulator.errors import ApiError, invalid_argument, permission_denied, resource_exhausted
 from pipeline.emulator.faults import Faults
 from pipeline.emulator.state import ACTIVE, ENDED, JobRecord, Store, new_id, rfc3339
+from transforms.crash import crash_point
 from transforms.settings import ModelLimits
 
 log = logging.getLogger(__name__)
@@ -55,6 +62,7 @@ class BatchService:
         self.jobs_created = 0
         self._due: list[tuple[float, str]] = []  # (pending_until, job id) heap
         self._wakeup = threading.Condition()
+        self._in_flight = 0  # jobs the worker is processing right now (see wait_idle)
         self._stopping = False
         self._worker: threading.Thread | None = None
 
@@ -64,10 +72,12 @@ class BatchService:
         self._worker = threading.Thread(target=self._work, name="emulator-batch-worker", daemon=True)
         self._worker.start()
         with self.store.lock:
-            unfinished = [j for j in self.store.jobs.values()
-                          if j.outcome == "SUCCEEDED" and j.processed_at is None and j.cancelled_at is None]
-        for job in unfinished:  # jobs a previous life did not finish
-            self._schedule(job)
+            jobs = list(self.store.jobs.values())
+        for job in jobs:
+            if job.processed_at is not None:  # a previous life died before deleting it
+                self.store.delete_blob(f"input-{job.id}")
+            elif job.outcome == "SUCCEEDED" and job.cancelled_at is None and not job.held:
+                self._schedule(job)  # a job a previous life did not finish
 
     def stop(self) -> None:
         if self._worker:
@@ -91,10 +101,27 @@ class BatchService:
                 if self._stopping:
                     return
                 _, job_id = heapq.heappop(self._due)
+                self._in_flight += 1
             try:
                 self._process(job_id)
             except Exception:  # never let one job kill the worker
                 log.exception("emulator: processing %s failed", job_id)
+            finally:
+                with self._wakeup:
+                    self._in_flight -= 1
+                    self._wakeup.notify_all()
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Block until every job that is due has been processed (none in flight, none
+        waiting); jobs not due yet (pending, held) do not count. False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._wakeup:
+            while self._in_flight or (self._due and self._due[0][0] <= time.time()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._wakeup.wait(min(left, 0.05))
+        return True
 
     # -- create ----------------------------------------------------------------------
     def create(self, model: str, body: object) -> JobRecord:
@@ -131,7 +158,8 @@ class BatchService:
         estimated = sum(self.embedder.estimate_tokens(model, req) for _, req in requests)
         now = time.time()
         with self.store.lock:
-            self._check_quota(estimated, now)
+            enqueued_jobs, enqueued_tokens = self._enqueued(now)
+            self._check_quota(enqueued_tokens, estimated)
             plan = self.faults.plan_job(f"batches/{job_id}")
             pending_until = now + self.pending_seconds
             ends_at = pending_until + self.running_seconds + plan.extra_running_seconds
@@ -147,10 +175,12 @@ class BatchService:
                 request_count=len(requests), estimated_tokens=estimated, create_time=now,
                 pending_until=pending_until, ends_at=ends_at, outcome=outcome,
                 error_code=plan.error_code, error_message=plan.error_message, shuffle=plan.shuffle,
+                held=plan.hold, enqueued_jobs_at_create=enqueued_jobs,
+                enqueued_tokens_at_create=enqueued_tokens,
             )
             self.store.save_job(job)
             self.jobs_created += 1
-        if outcome == "SUCCEEDED":
+        if outcome == "SUCCEEDED" and not job.held:
             self._schedule(job)
         log.info("emulator: created %s (%s, %d requests, ~%d tokens, outcome %s)",
                  job.name, display_name, len(requests), estimated, outcome)
@@ -171,10 +201,9 @@ class BatchService:
                 )
             return self.store.get_blob(file_id)
 
-    def _check_quota(self, estimated: int, now: float) -> None:
+    def _check_quota(self, active: int, estimated: int) -> None:
         if self.quota_tokens is None:
             return
-        active = self.active_tokens(now)
         if active + estimated > self.quota_tokens:
             raise resource_exhausted(
                 f"Enqueued token quota exceeded: {active} tokens already enqueued, this batch "
@@ -182,16 +211,21 @@ class BatchService:
                 QUOTA_RETRY_DELAY_S,
             )
 
-    def active_tokens(self, now: float) -> int:
+    def _enqueued(self, now: float) -> tuple[int, int]:
+        """(jobs, estimated tokens) of the jobs active at ``now``."""
         with self.store.lock:
-            return sum(j.estimated_tokens for j in self.store.jobs.values() if j.state(now) in ACTIVE)
+            active = [j for j in self.store.jobs.values() if j.state(now) in ACTIVE]
+            return len(active), sum(j.estimated_tokens for j in active)
+
+    def active_tokens(self, now: float) -> int:
+        return self._enqueued(now)[1]
 
     # -- processing ------------------------------------------------------------------
     def _process(self, job_id: str) -> None:
         with self.store.lock:
             job = self.store.jobs.get(job_id)
-            if job is None or job.cancelled_at is not None:
-                return
+            if job is None or job.cancelled_at is not None or job.held or job.processed_at:
+                return  # gone, held (scheduled again on release) or already done
             source = self.store.get_blob(f"input-{job_id}")
         if job.input_file:
             results = [self._file_line(job, key, req) for key, req in _file_requests(source)]
@@ -212,11 +246,13 @@ class BatchService:
             if job is None or job.cancelled_at is not None:
                 return
             self.store.put_blob(blob_key, payload)
-            self.store.delete_blob(f"input-{job_id}")
+            crash_point("emulator-output-written")
             job.successful, job.failed = len(ok), len(results) - len(ok)
             job.billed_tokens = tokens
             job.processed_at = time.time()
             self.store.save_job(job)
+            crash_point("emulator-job-saved")
+            self.store.delete_blob(f"input-{job_id}")  # last: until here a restart redoes it
 
     def _embed_or_error(self, job: JobRecord, key: str, request: object) -> dict:
         injected = self.faults.line_error(key)
@@ -253,6 +289,22 @@ class BatchService:
     def list(self) -> list[JobRecord]:
         with self.store.lock:
             return sorted(self.store.jobs.values(), key=lambda j: (-j.create_time, j.id))
+
+    def release(self, names: list[str] | None = None, hold: str | None = None) -> list[str]:
+        """Release held jobs (all, or those named ``batches/<id>``), or move their hold on
+        to ``hold``; returns their names."""
+        now = time.time()
+        released = []
+        with self.store.lock:
+            for job in list(self.store.jobs.values()):
+                if job.held and job.held != hold and (names is None or job.name in names):
+                    job.release(now, hold)
+                    self.store.save_job(job)
+                    released.append(job)
+        for job in released:
+            if job.outcome == "SUCCEEDED" and job.cancelled_at is None and not job.held:
+                self._schedule(job)
+        return sorted(j.name for j in released)
 
     def cancel(self, job_id: str) -> None:
         with self.store.lock:

@@ -1,47 +1,46 @@
-"""Decode audio/video request bytes with the bundled ffmpeg, for the emulator's featurisers.
+"""Measure and decode audio/video request bytes for the emulator's featurisers.
 
-The bytes go to a private temporary directory (removed on exit), then at most two ffmpeg
-runs through ``transforms/media/ffmpeg_tools.py``:
+Two steps, both independent of the pipeline's own media code (``transforms/media``), so
+"the emulator accepted it" is evidence of its own:
 
-1. ``measure()``: a stream-copy packet scan (``framecrc``, nothing decoded) of the first
-   real video stream and the first audio stream. Durations are packet spans, earliest pts
-   to latest pts + duration, the way a strict service measures them (container headers
-   can claim anything); the first video stream's keyframe times come with it.
-2. ``decode()``: one pass with up to two outputs, 16 kHz mono ``s16le`` PCM of the audio
-   track and a few evenly spaced frames scaled to 32x32 RGB (``fps=N/duration``, area
-   averaging). With dense keyframes only keyframes are decoded (``-skip_frame nokey``), so
-   a long high-resolution clip costs a fraction of a full decode.
+1. ``measure()``: the container's sample tables, parsed in Python (``containers.py``):
+   per-stream packet spans (earliest presentation time to latest end, pre-roll included,
+   the way a strict service measures them; container headers can claim anything) and the
+   first video stream's keyframe times. Nothing is decoded, no ffmpeg runs.
+2. ``decode()``: one run of the emulator's own decoder, the ffmpeg binary bundled in the
+   ``imageio-ffmpeg`` wheel (never ``PATH`` nor the pipeline's configured binary): 16 kHz
+   mono ``s16le`` PCM of the audio track and a few evenly spaced frames scaled to 32x32
+   RGB (``fps=N/duration``, area averaging). With dense keyframes only keyframes are
+   decoded (``-skip_frame nokey``), so a long high-resolution clip costs a fraction of a
+   full decode.
 
 Callers check limits between the two, so an over-long file is rejected without decoding.
-Failures raise ``MediaError`` with ffmpeg's own diagnosis (temporary paths removed).
+Failures raise ``MediaError`` with a one-line reason (temporary paths removed).
 """
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 
 import ffmpeg
 import numpy as np
 
-from transforms.media.ffmpeg_tools import FfmpegError, FfmpegTool, input_path, resolve_ffmpeg
+from pipeline.emulator.containers import ContainerError, parse
 
 SAMPLE_RATE = 16_000
 FRAME_SIDE = 32
 TIMEOUT_SECONDS = 60.0
 
-# A name suffix helps ffmpeg's probe with headerless formats (ADTS AAC, raw MP3).
+# A name suffix helps the decoder's probe with headerless MP3.
 _SUFFIXES = {
     "audio/mpeg": ".mp3", "audio/mp3": ".mp3", "audio/mpeg3": ".mp3", "audio/x-mp3": ".mp3",
     "audio/wav": ".wav", "audio/x-wav": ".wav", "audio/wave": ".wav", "audio/vnd.wave": ".wav",
-    "audio/aac": ".aac", "audio/x-aac": ".aac", "audio/mp4": ".m4a", "audio/m4a": ".m4a",
-    "audio/x-m4a": ".m4a", "audio/ogg": ".ogg", "audio/opus": ".opus", "audio/flac": ".flac",
-    "audio/x-flac": ".flac", "audio/aiff": ".aiff", "audio/x-aiff": ".aiff", "audio/webm": ".webm",
-    "video/mp4": ".mp4", "video/mpeg": ".mpg", "video/quicktime": ".mov", "video/mov": ".mov",
-    "video/webm": ".webm", "video/x-matroska": ".mkv", "video/avi": ".avi",
-    "video/x-msvideo": ".avi", "video/x-flv": ".flv", "video/3gpp": ".3gp", "video/mpegps": ".mpg",
-    "video/wmv": ".wmv", "video/x-ms-wmv": ".wmv",
+    "audio/mp4": ".m4a", "audio/m4a": ".m4a", "audio/x-m4a": ".m4a",
+    "video/mp4": ".mp4", "video/quicktime": ".mov", "video/mov": ".mov",
 }
 
 
@@ -67,13 +66,21 @@ class Decoded:
     frames: np.ndarray | None  # uint8, (n, FRAME_SIDE, FRAME_SIDE, 3) RGB
 
 
+@lru_cache(maxsize=1)
+def decoder() -> str:
+    """The emulator's decoder: the ffmpeg binary of the imageio-ffmpeg wheel."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
 class MediaFile:
     """Request bytes in a temporary file for ffmpeg; use as a context manager."""
 
     def __init__(self, data: bytes, mime_type: str, timeout: float = TIMEOUT_SECONDS) -> None:
         self._data = data
         self._suffix = _SUFFIXES.get(mime_type.split(";")[0].strip().lower(), ".bin")
-        self._tool = FfmpegTool(resolve_ffmpeg(None), timeout)
+        self._timeout = timeout
         self._dir: str | None = None
         self.path = ""
 
@@ -89,39 +96,47 @@ class MediaFile:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
-    def _reason(self, err: FfmpegError) -> str:
-        reason = err.reason()
-        for noise in (input_path(self.path), self.path, self._dir or "\0"):
-            reason = reason.replace(noise, "input")
-        return "ffmpeg timed out" if err.timed_out else reason
-
     def measure(self) -> Streams:
-        """Scan packets (no decoding); raises ``MediaError`` without audio or video."""
-        if not self._data:
-            raise MediaError("the file is empty")
+        """Packet spans from the container's index (nothing decoded); raises ``MediaError``
+        without audio or video."""
         try:
-            scan = self._tool.scan_packets(self.path, ["V:0?", "a:0?"])
-        except FfmpegError as err:
-            raise MediaError(self._reason(err)) from None
-        spans = {s.kind: s for s in scan.streams if s.end > s.start}
-        video, audio = spans.get("video"), spans.get("audio")
+            container = parse(self._data)
+        except ContainerError as exc:
+            raise MediaError(str(exc)) from None
+        video, audio = container.first("video"), container.first("audio")
         if video is None and audio is None:
             raise MediaError("no audio or video packets found")
+        spans = [t for t in (video, audio) if t is not None]
         return Streams(
             has_video=video is not None,
             has_audio=audio is not None,
-            video_seconds=video.end - video.start if video else 0.0,
-            audio_seconds=audio.end - audio.start if audio else 0.0,
-            span_seconds=max(s.end for s in spans.values()) - min(s.start for s in spans.values()),
-            keyframes=scan.keyframes if video else (),
+            video_seconds=video.seconds if video else 0.0,
+            audio_seconds=audio.seconds if audio else 0.0,
+            span_seconds=max(t.end for t in spans) - min(t.start for t in spans),
+            keyframes=video.keyframes if video else (),
         )
+
+    def _run(self, stream) -> None:
+        """Run an ffmpeg-python graph with the emulator's decoder; ``MediaError`` on failure."""
+        args = stream.global_args("-hide_banner", "-nostdin", "-nostats", "-v", "error") \
+            .compile(cmd=decoder(), overwrite_output=True)
+        try:
+            proc = subprocess.run(args, capture_output=True, timeout=self._timeout)
+        except subprocess.TimeoutExpired:
+            raise MediaError("decoding timed out") from None
+        if proc.returncode != 0:
+            lines = [ln.strip() for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+            reason = "; ".join(lines[-2:]) or f"the decoder exited with {proc.returncode}"
+            for noise in (_url(self.path), self.path, self._dir or "\0"):
+                reason = reason.replace(noise, "input")
+            raise MediaError(reason)
 
     def decode(self, *, audio: bool, frames: int = 0, video_seconds: float = 0.0,
                keyframes_only: bool = False) -> Decoded:
         """Audio as 16 kHz mono PCM and/or ``frames`` evenly spaced 32x32 RGB frames."""
         assert self._dir is not None, "use MediaFile as a context manager"
         options = {"skip_frame": "nokey"} if keyframes_only and frames else {}
-        inp = ffmpeg.input(input_path(self.path), **options)
+        inp = ffmpeg.input(_url(self.path), **options)
         pcm_path = os.path.join(self._dir, "audio.s16le")
         raw_path = os.path.join(self._dir, "frames.rgb")
         outputs = []
@@ -138,10 +153,7 @@ class MediaFile:
             )
         if not outputs:
             return Decoded(None, None)
-        try:
-            self._tool.run(ffmpeg.merge_outputs(*outputs))
-        except FfmpegError as err:
-            raise MediaError(self._reason(err)) from None
+        self._run(ffmpeg.merge_outputs(*outputs))
         if frames and keyframes_only and _read(raw_path, np.uint8).size == 0:
             # The decoder's notion of a keyframe can be stricter than the demuxer's flags
             # (e.g. recovery points without IDR): sample from a full decode instead.
@@ -159,6 +171,11 @@ class MediaFile:
                 raise MediaError("the video stream decoded to no frames")
             images = raw[: raw.size // side * side].reshape(-1, FRAME_SIDE, FRAME_SIDE, 3)
         return Decoded(pcm, images)
+
+
+def _url(path: str) -> str:
+    """``file:`` URL, so a name with ``:`` or a leading ``-`` is never a protocol or flag."""
+    return "file:" + os.path.abspath(path)
 
 
 def _read(path: str, dtype) -> np.ndarray:

@@ -4,7 +4,10 @@ Speaks the REST protocol the official ``google-genai`` SDK uses (research note
 gemini-batch-api.md §7): resumable uploads, Files, ``batchEmbedContents``,
 ``embedContent``, ``asyncBatchEmbedContent``, ``models.get`` and batch Operations, under any ``v1*``
 version prefix. Admin endpoints under ``/_emulator/`` need no API key:
-``GET /_emulator/stats``, ``GET|POST /_emulator/faults``, ``POST /_emulator/reset``.
+``GET /_emulator/stats``, ``GET|POST /_emulator/faults``, ``POST /_emulator/reset``,
+``POST /_emulator/release`` (``{"jobs": [names]}`` or ``{}`` for all: ends the hold of
+jobs created while ``hold_jobs`` was set, or moves it on with ``"hold": "RUNNING"``;
+``"wait": true`` answers once the released jobs are processed).
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pipeline.emulator.embedder import Embedder, pick
 from pipeline.emulator.errors import ApiError, invalid_argument, not_found, permission_denied, resource_exhausted
-from pipeline.emulator.faults import FaultConfig, Faults, HttpFault
+from pipeline.emulator.faults import HOLD_STATES, FaultConfig, Faults, HttpFault
 from pipeline.emulator.jobs import BatchService, json_values
 from pipeline.emulator.state import FileRecord, Store, new_id
 from transforms.limits import DEFAULT_CONFIG_DIR, limits_from_mapping, load_limits_dir, load_tokens_per_unit
@@ -131,6 +134,7 @@ class EmulatorApp:
             _Route("GET", r(r"^/_emulator/faults$"), "admin.faults", self._admin_faults_get, False),
             _Route("POST", r(r"^/_emulator/faults$"), "admin.faults", self._admin_faults_set, False),
             _Route("POST", r(r"^/_emulator/reset$"), "admin.reset", self._admin_reset, False),
+            _Route("POST", r(r"^/_emulator/release$"), "admin.release", self._admin_release, False),
         ]
 
     # -- dispatch --------------------------------------------------------------------
@@ -365,6 +369,9 @@ class EmulatorApp:
                     "successful": job.successful if state == "SUCCEEDED" else 0,
                     "failed": job.failed if state == "SUCCEEDED" else 0,
                     "billed_tokens": job.billed_tokens if state == "SUCCEEDED" else 0,
+                    "held": job.held,
+                    "enqueued_jobs_at_create": job.enqueued_jobs_at_create,
+                    "enqueued_tokens_at_create": job.enqueued_tokens_at_create,
                 })
             files = len(self.store.files)
         with self._lock:
@@ -406,6 +413,19 @@ class EmulatorApp:
     def _admin_reset(self, req: Request) -> Reply:
         self.reset()
         return Reply.of({})
+
+    def _admin_release(self, req: Request) -> Reply:
+        body = req.json()
+        body = body if isinstance(body, dict) else {}
+        names = body.get("jobs")
+        if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise invalid_argument("release: 'jobs' must be a list of batch names")
+        hold = body.get("hold")
+        if hold not in (None, *HOLD_STATES):
+            raise invalid_argument(f"release: 'hold' must be one of {', '.join(HOLD_STATES)} or null")
+        released = self.batches.release(names, hold)
+        idle = self.batches.wait_idle() if body.get("wait") else None
+        return Reply.of({"released": released, "idle": idle})
 
 
 def _fault_error(fault: HttpFault) -> ApiError:
@@ -554,6 +574,19 @@ class EmulatorServer:
 
     def reset(self) -> None:
         self.app.reset()
+
+    def hold_jobs(self, state: str | None = "PENDING") -> None:
+        """Jobs created from now on stay ``state`` until released (None: stop holding)."""
+        self.faults.update({"hold_jobs": state})
+
+    def release_jobs(self, names: list[str] | None = None, hold: str | None = None) -> list[str]:
+        """Release held jobs (all, or the named ones), or move their hold on to ``hold``;
+        returns the released names."""
+        return self.app.batches.release(names, hold)
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Block until every due job has been processed (see ``BatchService.wait_idle``)."""
+        return self.app.batches.wait_idle(timeout)
 
     def __enter__(self) -> "EmulatorServer":
         self.start()

@@ -98,6 +98,11 @@ class JobRecord:
     failed: int = 0
     billed_tokens: int = 0
     output_registered: bool = False  # files/batch-<id> visible
+    held: str | None = None  # PENDING | RUNNING whatever the clock says, until released
+    # The quota audit: what was already enqueued (active jobs, their tokens) when this
+    # job was created, so a test can prove a client never created past the quota.
+    enqueued_jobs_at_create: int = 0
+    enqueued_tokens_at_create: int = 0
 
     @property
     def name(self) -> str:
@@ -110,6 +115,8 @@ class JobRecord:
     def state(self, now: float) -> str:
         if self.cancelled_at is not None:
             return "CANCELLED"
+        if self.held:
+            return self.held
         if now < self.pending_until:
             return "PENDING"
         if now < self.ends_at or (self.outcome == "SUCCEEDED" and self.processed_at is None):
@@ -123,6 +130,15 @@ class JobRecord:
         if state == "SUCCEEDED":
             return max(self.ends_at, self.processed_at or 0.0)
         return self.ends_at if state in ENDED else None
+
+    def release(self, now: float, hold: str | None = None) -> None:
+        """End a hold (or move it on to ``hold``, e.g. from PENDING to RUNNING): the job
+        goes on as if its held phase had started just now."""
+        pending = max(0.0, self.pending_until - self.create_time)
+        running = max(0.0, self.ends_at - self.pending_until)
+        self.pending_until = now if "RUNNING" in (self.held, hold) else now + pending
+        self.ends_at = self.pending_until + running
+        self.held = hold
 
     def update_time(self, now: float) -> float:
         end = self.end_time(now)

@@ -29,7 +29,7 @@ import math
 import re
 import threading
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -39,11 +39,11 @@ from transforms.settings import ModelLimits
 
 DIM = 3072
 _KEY = b"embedpipe-emulator-v1"
-_STOPWORDS = frozenset(
+STOPWORDS = frozenset(
     "a an and are as at be but by for from has have how i in into is it its of on or "
     "so that the their this to was were what when which who why will with you your".split()
 )
-_WORD = re.compile(r"\w+")
+WORD = re.compile(r"\w+")
 _QUERY_PREFIX = re.compile(r"^\s*task:\s*[^|]*\|\s*query:\s*", re.IGNORECASE | re.DOTALL)
 _DOC_PREFIX = re.compile(r"^\s*title:\s*(?P<title>[^|]*?)\s*\|\s*text:\s*", re.IGNORECASE | re.DOTALL)
 
@@ -83,9 +83,10 @@ _BANDS = ((0, 128), (128, 256), (256, 512), (512, 768), (768, 1536), (1536, DIM)
 
 
 @functools.lru_cache(maxsize=1 << 20)
-def _slots(feature: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    """Stable (indices, signs) of one feature, one per band; cached (n-grams repeat a lot)."""
-    digest = hashlib.blake2b(feature.encode("utf-8", "surrogatepass"), digest_size=64, key=_KEY).digest()
+def _slots(feature: str, key: bytes = _KEY) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Stable (indices, signs) of one feature, one per band; cached (n-grams repeat a lot).
+    ``key`` names the vector space: another key scatters the same feature elsewhere."""
+    digest = hashlib.blake2b(feature.encode("utf-8", "surrogatepass"), digest_size=64, key=key).digest()
     indices, signs = [], []
     for band, (start, end) in enumerate(_BANDS):
         value = int.from_bytes(digest[band * 8:band * 8 + 8], "little")
@@ -94,34 +95,44 @@ def _slots(feature: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
     return tuple(indices), tuple(signs)
 
 
-def text_vector(text: str) -> np.ndarray:
-    """Raw hashed features of ``text`` (after prompt-prefix stripping); zero if empty."""
-    body = strip_prompt_prefix(text).lower()
-    words = _WORD.findall(body)
+def hashed_vector(features: Iterable[tuple[str, float]], key: bytes = _KEY) -> np.ndarray:
+    """Signed feature hashing of weighted features into every Matryoshka band (raw sum)."""
     index: list[int] = []
     weight: list[float] = []
-
-    def add(feature: str, w: float) -> None:
-        slots, signs = _slots(feature)
+    for feature, w in features:
+        slots, signs = _slots(feature, key)
         index.extend(slots)
         weight.extend(sign * w for sign in signs)
-
-    for i, word in enumerate(words):
-        w = 0.25 if word in _STOPWORDS else 1.0
-        add("w:" + word, w)
-        if i:
-            prev_w = 0.25 if words[i - 1] in _STOPWORDS else 1.0
-            add("b:" + words[i - 1] + " " + word, 0.5 * min(w, prev_w))
-        padded = f"<{word}>"
-        for n in (3, 4):
-            for j in range(len(padded) - n + 1):
-                add(f"c{n}:" + padded[j:j + n], 0.25 * w)
-    stripped = body.strip()
-    if not index and stripped:  # punctuation or symbols only: still a stable vector
-        add("raw:" + stripped, 1.0)
     vec = np.zeros(DIM)
     np.add.at(vec, np.asarray(index, dtype=np.int64), np.asarray(weight))
     return vec
+
+
+def word_weight(word: str) -> float:
+    """Stopwords count a quarter: they are in every text and say little about any."""
+    return 0.25 if word in STOPWORDS else 1.0
+
+
+def _text_features(words: list[str]) -> Iterator[tuple[str, float]]:
+    for i, word in enumerate(words):
+        w = word_weight(word)
+        yield "w:" + word, w
+        if i:
+            yield "b:" + words[i - 1] + " " + word, 0.5 * min(w, word_weight(words[i - 1]))
+        padded = f"<{word}>"
+        for n in (3, 4):
+            for j in range(len(padded) - n + 1):
+                yield f"c{n}:" + padded[j:j + n], 0.25 * w
+
+
+def text_vector(text: str) -> np.ndarray:
+    """Raw hashed features of ``text`` (after prompt-prefix stripping); zero if empty."""
+    body = strip_prompt_prefix(text).lower()
+    words = WORD.findall(body)
+    if words:
+        return hashed_vector(_text_features(words))
+    stripped = body.strip()  # punctuation or symbols only: still a stable vector
+    return hashed_vector([("raw:" + stripped, 1.0)] if stripped else [])
 
 
 def _hash_vector(data: bytes, namespace: str) -> np.ndarray:

@@ -124,9 +124,7 @@ def match_paths(pattern: str) -> list[str]:
 
 
 def delete(paths: list[str]) -> None:
-    files = [p for p in paths if fs.is_remote(p) or not os.path.isdir(p)]
-    if files:
-        FileSystems.delete(files)
+    fs.delete_many([p for p in paths if fs.is_remote(p) or not os.path.isdir(p)])
 
 
 def size_of(uri: str) -> int:

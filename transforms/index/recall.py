@@ -2,15 +2,18 @@
 
 Queries are corpus vectors, so each query's own id is left out of both the exact and the
 approximate answers (leave-one-out); otherwise every IVF-Flat probe finds the query
-itself and recall@1 says nothing. A returned id counts as correct when its exact score
+itself and recall@1 says nothing. A returned id counts as correct when its real score
 reaches the k-th exact score (within float noise), so ties and summation-order
-differences never count as misses.
+differences never count as misses — also when more ids tie than the exact lists hold
+(a corpus with many identical chunks): such an id is scored on its own vector, never
+looked up as missing from a truncated list.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import faiss
 import numpy as np
@@ -82,21 +85,70 @@ def _drop_self(ids: np.ndarray, query_ids: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def _kth_exact(k: int, scores: np.ndarray, ids: np.ndarray, query_id: int) -> float | None:
+    """The k-th exact score of one query without itself (``None``: nothing to find)."""
+    kept = scores[(ids != query_id) & (ids >= 0)]
+    return float(kept[min(k, len(kept)) - 1]) if len(kept) else None
+
+
+def returned_scores(
+    queries: np.ndarray,
+    approx: np.ndarray,
+    query_ids: np.ndarray,
+    gt_scores: np.ndarray,
+    gt_ids: np.ndarray,
+    vectors: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """The exact score of every returned id (``-inf`` for padding), shaped like ``approx``.
+
+    An id in the query's exact top list has its score there. One outside a full list scores
+    at most the list's last score: when that is already below the K-th exact score, the
+    bound is recorded (enough to call it a miss at any k ≤ K). Otherwise — the list ended
+    inside a tie, or was not full — the id's vector (``vectors``: sorted ids → rows) is
+    read and scored.
+    """
+    out = np.full(approx.shape, -np.inf, dtype=np.float64)
+    pending: list[tuple[int, int, int]] = []
+    for q, row in enumerate(approx.tolist()):
+        exact = dict(zip(gt_ids[q].tolist(), gt_scores[q].tolist()))
+        bound = float(gt_scores[q][-1]) if len(gt_ids[q]) and (gt_ids[q] >= 0).all() else np.inf
+        kth = _kth_exact(K, gt_scores[q], gt_ids[q], query_ids[q])
+        for j, i in enumerate(row):
+            if i < 0:
+                continue
+            if i in exact:
+                out[q, j] = exact[i]
+            elif kth is not None and bound < kth - TIE_EPS:
+                out[q, j] = bound
+            else:
+                pending.append((q, j, i))
+    if pending:
+        ids = np.unique([i for _, _, i in pending])
+        x = vectors(ids)
+        at = {i: n for n, i in enumerate(ids.tolist())}
+        for q, j, i in pending:
+            out[q, j] = float(np.dot(queries[q].astype(np.float64), x[at[i]]))
+    return out
+
+
 def recall_at(
-    k: int, approx: np.ndarray, gt_scores: np.ndarray, gt_ids: np.ndarray, query_ids: np.ndarray
+    k: int,
+    approx: np.ndarray,
+    approx_scores: np.ndarray,
+    gt_scores: np.ndarray,
+    gt_ids: np.ndarray,
+    query_ids: np.ndarray,
 ) -> float:
-    """Mean fraction of the top-k returned ids whose exact score reaches the k-th exact one."""
+    """Mean fraction of the top-k returned ids whose exact score (``approx_scores``, see
+    ``returned_scores``) reaches the k-th exact one."""
     hits, total = 0, 0
     for q in range(len(query_ids)):
-        keep = (gt_ids[q] != query_ids[q]) & (gt_ids[q] >= 0)
-        ids, scores = gt_ids[q][keep], gt_scores[q][keep]
-        if not len(ids):
+        kth = _kth_exact(k, gt_scores[q], gt_ids[q], query_ids[q])
+        if kth is None:
             continue
-        want = min(k, len(ids))
-        threshold = scores[want - 1] - TIE_EPS
-        exact = dict(zip(ids.tolist(), scores.tolist()))
-        got = [i for i in approx[q][:want].tolist() if i >= 0]
-        hits += sum(exact.get(i, -np.inf) >= threshold for i in got)
+        want = min(k, int(((gt_ids[q] != query_ids[q]) & (gt_ids[q] >= 0)).sum()))
+        got = approx[q][:want] >= 0
+        hits += int((approx_scores[q][:want][got] >= kth - TIE_EPS).sum())
         total += want
     return hits / total if total else 1.0
 
@@ -120,9 +172,19 @@ def nprobe_sweep(nlist: int, max_nprobe: int, forced: int | None) -> list[int]:
 
 
 def measure(
-    searcher, queries, query_ids, gt_scores, gt_ids, nprobes, *, runs_max: int = 3
+    searcher, queries, query_ids, gt_scores, gt_ids, nprobes, vectors, *,
+    runs_max: int = 3
 ) -> list[SweepPoint]:
-    """Recall@1/@10 and batched QPS (best of up to ``runs_max`` runs) per nprobe."""
+    """Recall@1/@10 and batched QPS (best of up to ``runs_max`` runs) per nprobe. ``vectors`` reads
+    corpus vectors by sorted global id, for returned ids the exact lists cannot score."""
+    cache: dict[int, np.ndarray] = {}
+
+    def cached(ids: np.ndarray) -> np.ndarray:
+        missing = np.array([i for i in ids.tolist() if i not in cache], dtype=np.int64)
+        if len(missing):
+            cache.update(zip(missing.tolist(), vectors(missing)))
+        return np.stack([cache[i] for i in ids.tolist()])
+
     points = []
     for nprobe in nprobes:
         searcher.set_nprobe(nprobe)
@@ -135,11 +197,12 @@ def measure(
             best, runs, spent = min(best, elapsed), runs + 1, spent + elapsed
         scanned = faiss.cvar.indexIVF_stats.ndis / (runs * len(queries))
         approx = _drop_self(ids, query_ids, K)
+        scores = returned_scores(queries, approx, query_ids, gt_scores, gt_ids, cached)
         points.append(
             SweepPoint(
                 nprobe=nprobe,
-                recall_at_1=recall_at(1, approx, gt_scores, gt_ids, query_ids),
-                recall_at_10=recall_at(K, approx, gt_scores, gt_ids, query_ids),
+                recall_at_1=recall_at(1, approx, scores, gt_scores, gt_ids, query_ids),
+                recall_at_10=recall_at(K, approx, scores, gt_scores, gt_ids, query_ids),
                 qps=len(queries) / max(best, 1e-9),
                 vectors_scanned_per_query=scanned,
             )

@@ -64,6 +64,13 @@ class ServingInfo:
         return cls(**{**d, "shards": tuple(d["shards"]), "space": VectorSpace(**d["space"])})
 
 
+def bound_space(index_dir: str) -> VectorSpace:
+    """The vector space (model, dimensionality) an index is bound to, read from its report
+    without loading the index: what a query must be embedded with."""
+    report = json.loads(fs.read_bytes(IndexLayout(index_dir).report))
+    return ServingInfo.from_json(report["serving"]).space
+
+
 class IndexSearcher:
     """Loads an index once; ``search`` is safe to call repeatedly from one thread."""
 

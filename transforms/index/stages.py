@@ -10,6 +10,7 @@ deterministic names, so a retried bundle overwrites its own output.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import time
@@ -26,10 +27,9 @@ from transforms.index import report as rep
 from transforms.index.layout import IndexLayout, delete, local_output, match_paths, write_index
 from transforms.index.merge import merge
 from transforms.index.params import IndexConfig, IndexParams
-from transforms.index.plan import IndexPlan, global_ids
+from transforms.index.plan import IndexPlan, global_ids, split_ids
 from transforms.index.recall import (
     PROXY_METHOD,
-    RecallTargetUnreachable,
     SweepPoint,
     choose_nprobe,
     exact_topk,
@@ -295,6 +295,18 @@ def serving_info(plan: IndexPlan, nprobe: int | None) -> ServingInfo:
     )
 
 
+def corpus_vectors(plan: IndexPlan, ids: np.ndarray) -> np.ndarray:
+    """Vectors of sorted global ids, read from their shards' Parquet."""
+    d = plan.space.dimensionality
+    paths = {info.shard: info.path for info in plan.shards}
+    shard_of, row_of = split_ids(ids)
+    out = np.empty((len(ids), d), dtype=np.float32)
+    for shard in np.unique(shard_of):
+        sel = shard_of == shard
+        out[sel] = take_rows(paths[int(shard)], d, row_of[sel])
+    return out
+
+
 def measure_recall(
     merged: Merged, plan: IndexPlan, trained: Trained, layout: IndexLayout, config: IndexConfig
 ) -> Measured:
@@ -310,14 +322,15 @@ def measure_recall(
         min(config.nprobe, nlist) if config.nprobe is not None and not plan.params.exact else None
     )
     sweep = nprobe_sweep(nlist, config.max_nprobe, forced)
+    vectors = functools.partial(corpus_vectors, plan)
     nq = len(trained.queries)
     corpus_points = measure(  # one run per nprobe: its QPS is the gate sweep's business
-        searcher, trained.queries, trained.query_ids, gt_scores[:nq], gt_ids[:nq], sweep,
+        searcher, trained.queries, trained.query_ids, gt_scores[:nq], gt_ids[:nq], sweep, vectors,
         runs_max=1,
     )
     no_self = np.full(len(trained.gate_queries), -1, np.int64)
     points = measure(searcher, trained.gate_queries, no_self, gt_scores[nq:], gt_ids[nq:], sweep,
-                     runs_max=2)
+                     vectors, runs_max=2)
     chosen, reason = choose_nprobe(points, config.target_recall_at_10, forced)
     if plan.params.exact and chosen is not None:
         reason = f"1: the single list holds every vector (exact); measured recall@10 {points[0].recall_at_10:.3f}"
@@ -341,7 +354,8 @@ def publish_report(
     layout: IndexLayout,
     config: IndexConfig,
 ) -> dict:
-    """Write report and plot, then enforce the gate (the report explains a failure)."""
+    """Write report and plot; the driver enforces the gate from the report (raising inside
+    the pipeline would make runners log a worker traceback for a verdict)."""
     report = rep.assemble_report(
         measured, plan, trained, layout, config, serving_info(plan, measured.chosen)
     )
@@ -352,10 +366,4 @@ def publish_report(
     if not fs.is_remote(sample_dir):
         with contextlib.suppress(OSError):
             os.rmdir(sample_dir)
-    if measured.chosen is None:
-        raise RecallTargetUnreachable(
-            f"recall gate failed: {measured.reason}; see {layout.report}",
-            target=config.target_recall_at_10,
-            best=max(p.recall_at_10 for p in measured.points),
-        )
     return report

@@ -26,6 +26,37 @@ from transforms.media.chunk_builder import media_chunk
 from transforms.types import Chunk, Locator, SourceObject
 
 MIME = "application/pdf"
+# pypdf repairs a damaged PDF by reading it whole: it searches backwards for a missing
+# %%EOF marker and rebuilds a broken cross-reference table from the whole file in memory (a
+# 1 GB damaged file peaked at 2.3 GB). Files up to this size get that second chance; a
+# larger one must end with %%EOF (within EOF_SEARCH_BYTES) and have a usable table.
+REPAIR_MAX_BYTES = 64 << 20
+EOF_SEARCH_BYTES = 1 << 20
+
+
+def _refuse_unbounded_repair(stream) -> None:
+    size = stream.seek(0, 2)
+    if size > REPAIR_MAX_BYTES:
+        stream.seek(max(0, size - EOF_SEARCH_BYTES))
+        if b"%%EOF" not in stream.read(EOF_SEARCH_BYTES):
+            raise ChunkingError(
+                CORRUPT_MEDIA,
+                f"no %%EOF marker at the end of this {size}-byte file: it looks truncated "
+                "(fix: download or export it again)",
+            )
+    stream.seek(0)
+
+
+class _BoundedReader(PdfReader):
+    def _rebuild_xref_table(self, stream) -> None:
+        size = stream.seek(0, 2)
+        if size > REPAIR_MAX_BYTES:
+            raise ChunkingError(
+                CORRUPT_MEDIA,
+                f"the cross-reference table is broken and the file is {size} bytes: rebuilding "
+                f"it would read it whole (limit {REPAIR_MAX_BYTES}; fix: repair it, e.g. qpdf)",
+            )
+        super()._rebuild_xref_table(stream)
 
 
 @contextmanager
@@ -46,7 +77,8 @@ def _pdf_failures_as_chunking_errors():
 
 def _open(stream) -> PdfReader:
     """Open, trying the empty user password that many 'protected' PDFs carry."""
-    reader = PdfReader(stream)
+    _refuse_unbounded_repair(stream)
+    reader = _BoundedReader(stream)
     if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
         raise ChunkingError(
             ENCRYPTED_PDF, "the PDF is password-protected (a user password is required)"

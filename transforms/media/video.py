@@ -44,9 +44,10 @@ FASTSTART = "+faststart"  # moov atom first, so a reader need not seek to the en
 
 
 def _scale(fraction: float = 1.0) -> str:
-    """Shorter side <= 720 px (after autorotation), times ``fraction``; even dimensions."""
+    """Shorter side <= 720 px (after autorotation), times ``fraction``; even dimensions,
+    at least 2 px (H.264 4:2:0 needs even sides: a 1×1 video becomes 2×2, not 0×0)."""
     factor = f"{fraction}*min(1,{MAX_SHORT_SIDE}/min(iw,ih))"
-    return f"scale=w='2*trunc(iw*{factor}/2)':h='2*trunc(ih*{factor}/2)'"
+    return f"scale=w='max(2,2*trunc(iw*{factor}/2))':h='max(2,2*trunc(ih*{factor}/2))'"
 
 
 def _audio_args(audio: StreamInfo | None, bitrate: str = "128k") -> dict:
