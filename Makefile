@@ -46,7 +46,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 bench: install
-	$(PY) scripts/bench_text_pipeline.py
+	$(PY) scripts/bench_all.py --out bench-results.json
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_VENV) demo-out *.egg-info

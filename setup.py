@@ -28,6 +28,7 @@ setup(
         "google-cloud-storage>=2.16,<4",
         "pyarrow>=16",
         "numpy>=1.26",
+        "orjson>=3.9",  # result files: ~10 KB of JSON per vector
         "faiss-cpu>=1.9,<2",
         "PyYAML>=6",
         "ffmpeg-python>=0.2,<0.3",

@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("text", nargs="?", help="query text")
     q.add_argument("--image", help="query by an image file")
     q.add_argument("--file", help="query by a file (PDF, audio, video, text)")
+    q.add_argument("--queries", metavar="FILE",
+                   help="batch mode: one text query per line ('-' = stdin); JSONL out")
     q.add_argument("-k", type=positive_int, default=5, help="number of results (at least 1)")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     _migrate_args(sub.add_parser("migrate", help="migrate a corpus from gemini-embedding-001",

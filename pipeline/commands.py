@@ -6,6 +6,7 @@ and the SDKs only after that, so a mistake costs seconds, not a pipeline start-u
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from pipeline.cli import EXIT_OK, EXIT_PENDING, EXIT_USAGE, print_json
@@ -221,6 +222,8 @@ def cmd_query(args, beam_args) -> int:
         if args.run_id is None and fs.exists(current):
             args.run_id = read_json(current)["run_id"]
         ctx = _existing_context(args, beam_args)
+    if args.queries is not None:
+        return _query_batch(ctx, args, convention)
     try:
         hits = query_run(ctx, text=args.text, image=args.image, file=args.file, k=args.k,
                          convention=convention)
@@ -235,6 +238,28 @@ def cmd_query(args, beam_args) -> int:
                 f"{rank:2d}. {hit['score']:.4f}  {hit['source_uri']}  "
                 f"[{hit['unit']} {hit['start']:g}-{hit['end']:g}]"
             )
+    return EXIT_OK
+
+
+def _query_batch(ctx, args, convention) -> int:
+    """``--queries FILE``: one JSON line per query, ``{"line", "query", "hits"}``."""
+    import contextlib
+
+    from pipeline.config import ConfigError
+    from pipeline.query import NothingToSearch, query_batch
+
+    if any(v is not None for v in (args.text, args.image, args.file)):
+        raise ConfigError("query --queries: give TEXT, --image, --file or --queries, not several")
+    if args.queries != "-" and not os.path.isfile(args.queries):
+        raise ConfigError(f"query --queries: {args.queries!r} is not a file (one query per line)")
+    with contextlib.ExitStack() as stack:
+        lines = sys.stdin if args.queries == "-" else stack.enter_context(
+            open(args.queries, encoding="utf-8"))
+        try:
+            for result in query_batch(ctx, lines, args.k, convention):
+                print(json.dumps(result, ensure_ascii=False))
+        except NothingToSearch as exc:
+            print(f"embedpipe: {exc}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -26,7 +26,8 @@ DEFAULT_CONFIG = DEFAULT_CONFIG_DIR / "local.yaml"
 # Keys holding paths. Relative values resolve against the directory of the config file
 # that holds them, or against the working directory when given on the command line.
 PATH_KEYS = ("sources", "allowed_roots", "output", "limits_dir", "pricing_file",
-             "emulator.state_dir", "media.ffmpeg_path", "migration.task_types_file")
+             "emulator.state_dir", "media.ffmpeg_path", "migration.task_types_file",
+             "index.eval_queries")
 
 # Keys that define a run's vectors and inputs: fixed once a run exists, so commands on an
 # existing run (status, collect, index, ...) refuse to override them.
@@ -147,6 +148,19 @@ class IndexSettings(Section):
     seed: int = 0
     faiss_threads: int | None = Field(None, ge=1)
     exact_below: int = Field(10_000, ge=0, description="Corpora smaller than this get an exact index")
+    eval_queries: str | None = Field(
+        None, description="A file of query texts, one per line, the recall gate decides on"
+    )
+
+    @field_validator("eval_queries")
+    @classmethod
+    def _queries_file_exists(cls, value: str | None) -> str | None:
+        if value and "://" not in value and not os.path.isfile(value):
+            raise ValueError(
+                "no such file (fix: a text file with one query per line, or null to gate on "
+                "the query-like proxy)"
+            )
+        return value
 
 
 class DaskSettings(Section):

@@ -15,6 +15,7 @@ enqueued-token quota and the concurrent-job cap; later files wait for capacity.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime as dt
 import io
@@ -49,8 +50,10 @@ _LOG = logging.getLogger(__name__)
 ACTIVE = {"PENDING", "RUNNING"}
 RESUBMITTABLE = {"FAILED", "EXPIRED"}
 STALE_AFTER_S = 600.0
-_KEY = re.compile(r'"key"\s*:\s*"([^"]+)"')
-_TOKENS = re.compile(r'"(?:tokenCount|promptTokenCount)"\s*:\s*"?(\d+)')
+DOWNLOAD_WORKERS = 8  # concurrent result downloads (each streams; memory ~ one line each)
+_KEY = re.compile(rb'"key"\s*:\s*"([^"]+)"')
+_TOKENS = re.compile(rb'"(?:tokenCount|promptTokenCount)"\s*:\s*"?(\d+)')
+_ASCII_SPACE = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() removes in ASCII
 
 
 def owner_id() -> str:
@@ -119,6 +122,60 @@ def is_stale(record: LedgerRecord, now: dt.datetime | None = None) -> bool:
     return (now - updated).total_seconds() > STALE_AFTER_S
 
 
+class ResultScan:
+    """A writable sink for a downloading result file: lines go to ``out`` as they arrive
+    (stripped, blank ones dropped, line ends as text mode reads them); the keys seen and
+    the keys to retry are noted and the billed tokens counted. Memory holds at most one
+    partial line."""
+
+    def __init__(self, out):
+        self._out = out
+        self._buffer = bytearray()
+        self.seen: set[str] = set()
+        self.retry: set[str] = set()
+        self.billed = 0  # tokens of the successful lines
+
+    def write(self, chunk: bytes) -> int:
+        self._buffer += chunk
+        cut = self._buffer.rfind(b"\n") + 1
+        if cut:
+            self._lines(bytes(self._buffer[:cut]))
+            del self._buffer[:cut]
+        return len(chunk)
+
+    def close(self) -> None:
+        """The end of the download: the last line may have no newline."""
+        self._lines(bytes(self._buffer))
+        self._buffer.clear()
+
+    def _lines(self, block: bytes) -> None:
+        if block.isascii():  # the usual case: bytes all the way (ASCII strips like text)
+            lines = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in block else block
+            for line in lines.split(b"\n"):
+                self._line(line.strip(_ASCII_SPACE))
+            return
+        text = block.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+        for line in text.split("\n"):
+            self._line(line.strip().encode("utf-8"))
+
+    def _line(self, line: bytes) -> None:
+        if not line:
+            return
+        self._out.write(line + b"\n")
+        if b'"error"' in line:
+            parsed = parse_result_line(line.decode("utf-8"))
+            if parsed.key is not None:
+                self.seen.add(parsed.key)
+                if parsed.retryable:
+                    self.retry.add(parsed.key)
+        else:
+            match = _KEY.search(line)
+            if match:
+                self.seen.add(match.group(1).decode("utf-8"))
+            tokens = _TOKENS.search(line)
+            self.billed += int(tokens.group(1)) if tokens else 0
+
+
 class JobDriver:
     """Moves every request file of one run through the ledger states."""
 
@@ -130,8 +187,10 @@ class JobDriver:
         model: str,
         capacity: Capacity,
         max_attempts: int = 3,
+        download_workers: int = DOWNLOAD_WORKERS,
     ):
         self.client = client
+        self.download_workers = download_workers
         self.paths = paths
         self.originals = sorted(files, key=lambda f: f.name)
         self.model = model
@@ -313,39 +372,50 @@ class JobDriver:
         )
 
     def download_finished(self) -> int:
-        """Download each SUCCEEDED job's output into results/ and decide its follow-up."""
-        done = 0
-        for record in self.records().values():
-            if record.state != "SUCCEEDED" or not record.output_file:
-                continue
-            target = fs.join(self.paths.results, f"{record.request_name}.jsonl")
-            retry: set[str] = set()
-            seen: set[str] = set()
-            billed = 0
-            with fs.open_write(target) as fh:
-                for line in self.client.download_lines(record.output_file):
-                    line = line.rstrip("\n")
-                    if not line.strip():
-                        continue
-                    fh.write(line.encode("utf-8") + b"\n")
-                    if '"error"' in line:
-                        parsed = parse_result_line(line)
-                        if parsed.key is not None:
-                            seen.add(parsed.key)
-                            if parsed.retryable:
-                                retry.add(parsed.key)
-                    else:
-                        match = _KEY.search(line)
-                        if match:
-                            seen.add(match.group(1))
-                        tokens = _TOKENS.search(line)
-                        billed += int(tokens.group(1)) if tokens else 0
-            crash_point("downloaded")
-            followup = self._followup(record.request_name, retry, seen)
-            self._delete_media(record)
-            self.ledger.update(record, state="COLLECTED", followup=followup, billed_tokens=billed)
-            done += 1
+        """Download every SUCCEEDED job's output into results/ and decide its follow-up.
+
+        Downloads run concurrently (at most ``download_workers`` at once), each streamed
+        line by line into its results file; the ledger is updated here, in this thread,
+        as each one completes. A failed download leaves its record SUCCEEDED (the next
+        pass downloads it again) and is raised once the others are recorded."""
+        ready = [r for r in self.records().values() if r.state == "SUCCEEDED" and r.output_file]
+        if not ready:
+            return 0
+        done, failure = 0, None
+        workers = max(1, min(self.download_workers, len(ready)))
+        with concurrent.futures.ThreadPoolExecutor(workers, "embedpipe-download") as pool:
+            pending = {pool.submit(self._download, record): record for record in ready}
+            for future in concurrent.futures.as_completed(pending):
+                record = pending[future]
+                try:
+                    scan = future.result()
+                except Exception as exc:  # noqa: BLE001 - the others still get recorded
+                    failure = failure or exc
+                    continue
+                crash_point("downloaded")
+                followup = self._followup(record.request_name, scan.retry, scan.seen)
+                self._delete_media(record)
+                self.ledger.update(record, state="COLLECTED", followup=followup,
+                                   billed_tokens=scan.billed)
+                done += 1
+        if failure is not None:
+            raise failure
         return done
+
+    def _download(self, record: LedgerRecord) -> "ResultScan":
+        target = fs.join(self.paths.results, f"{record.request_name}.jsonl")
+        scans: list[ResultScan] = []
+
+        @contextlib.contextmanager
+        def sink():  # a fresh file and scan per attempt: a retried download starts over
+            with fs.open_write(target) as fh:
+                scan = ResultScan(fh)
+                yield scan
+                scan.close()
+            scans.append(scan)
+
+        self.client.download_to(record.output_file, sink)
+        return scans[-1]
 
     def _followup(self, request_name: str, retry: set[str], seen: set[str]) -> str:
         """Write ``<family>-r<k>`` with the keys to try again; '' when none or out of attempts."""

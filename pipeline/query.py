@@ -10,9 +10,11 @@ must be an image (by content), a ``--file`` something the model embeds; spaces n
 """
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -92,16 +94,29 @@ def _index_or_nothing(ctx):
     )
 
 
-def query_run(ctx, *, text=None, image=None, file=None, k: int = 5,
-              convention: QueryConvention | None = None) -> list[dict]:
-    """Top-k hits of one query against the run's index, embedded with the run's model,
-    which must be the model the index is bound to."""
-    from pipeline.backend import open_backend
+def _normalised(vectors) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _hit_json(hit) -> dict:
+    return {
+        "score": float(hit.score),
+        "chunk_id": hit.chunk_id,
+        "source_uri": hit.source_uri,
+        "modality": hit.modality,
+        "unit": hit.unit,
+        "start": hit.start,
+        "end": hit.end,
+    }
+
+
+def _open_searcher(ctx):
+    """The run's index, opened (a gs:// index is downloaded first: said on stderr, with
+    its cost) and checked against the run's vector space."""
     from transforms.index.search import IndexSearcher
 
     c = ctx.settings.config
-    convention = convention or QueryConvention.for_model(c.model)
-    parts = query_parts(ctx.settings, text, image, file, convention)
     index_dir = _index_or_nothing(ctx)
     started = time.monotonic()
     searcher = IndexSearcher.open(index_dir)
@@ -111,19 +126,71 @@ def query_run(ctx, *, text=None, image=None, file=None, k: int = 5,
               f"{time.monotonic() - started:.2f}s (the index holds {len(files)} file(s), "
               f"{sum(size for _, size in files) / 1e6:.2f} MB)", file=sys.stderr, flush=True)
     searcher.check_space(c.model, c.dimensionality)
+    return searcher
+
+
+def query_run(ctx, *, text=None, image=None, file=None, k: int = 5,
+              convention: QueryConvention | None = None) -> list[dict]:
+    """Top-k hits of one query against the run's index, embedded with the run's model,
+    which must be the model the index is bound to."""
+    from pipeline.backend import open_backend
+
+    c = ctx.settings.config
+    convention = convention or QueryConvention.for_model(c.model)
+    parts = query_parts(ctx.settings, text, image, file, convention)
+    searcher = _open_searcher(ctx)
     with open_backend(ctx.settings) as client:
-        vectors = client.embed_sync(c.model, [parts], c.dimensionality, task_type=convention.task_type)
-    vectors = np.asarray(vectors, dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return [
-        {
-            "score": float(hit.score),
-            "chunk_id": hit.chunk_id,
-            "source_uri": hit.source_uri,
-            "modality": hit.modality,
-            "unit": hit.unit,
-            "start": hit.start,
-            "end": hit.end,
-        }
-        for hit in searcher.search(vectors, k)[0]
-    ]
+        vectors = _normalised(client.embed_sync(c.model, [parts], c.dimensionality,
+                                                task_type=convention.task_type))
+    return [_hit_json(hit) for hit in searcher.search(vectors, k)[0]]
+
+
+QUERY_BATCH = 1000  # queries embedded and searched together by ``--queries``
+
+
+def query_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """(1-based line number, query) for every non-blank line."""
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            yield number, line.strip()
+
+
+def embed_query_texts(settings, client, texts: list[str],
+                      convention: QueryConvention | None = None) -> np.ndarray:
+    """Text queries → unit vectors, with the model's query convention, through the run's
+    backend."""
+    c = settings.config
+    convention = convention or QueryConvention.for_model(c.model)
+    contents = [[{"text": convention.text(t)}] for t in texts]
+    return _normalised(client.embed_sync(c.model, contents, c.dimensionality,
+                                         task_type=convention.task_type))
+
+
+def query_batch(ctx, lines: Iterable[str], k: int,
+                convention: QueryConvention | None = None) -> Iterator[dict]:
+    """``embedpipe query --queries FILE``: one result per non-blank line, in order.
+
+    The index is loaded once; queries are embedded and searched QUERY_BATCH at a time,
+    so memory stays flat for any number of lines."""
+    from pipeline.backend import open_backend
+
+    searcher = _open_searcher(ctx)
+    numbered = query_lines(lines)
+    with open_backend(ctx.settings) as client:
+        while batch := list(itertools.islice(numbered, QUERY_BATCH)):
+            vectors = embed_query_texts(ctx.settings, client, [q for _, q in batch], convention)
+            for (number, query), hits in zip(batch, searcher.search(vectors, k)):
+                yield {"line": number, "query": query, "hits": [_hit_json(h) for h in hits]}
+
+
+def eval_query_vectors(settings) -> np.ndarray:
+    """``index.eval_queries`` embedded in the launching process (the only one with the
+    key); the index build gets the vectors as a file."""
+    from pipeline.backend import open_backend
+
+    uri = settings.config.index.eval_queries
+    texts = [q for _, q in query_lines(fs.iter_lines(uri))]
+    if not texts:
+        raise ConfigError(f"index.eval_queries: {uri} holds no queries (fix: one query per line)")
+    with open_backend(settings) as client:
+        return embed_query_texts(settings, client, texts)

@@ -445,6 +445,7 @@ def build_index(ctx: RunContext, *, requested: bool = False) -> dict:
     ``requested`` by the ``index`` command —, or a corpus with no embeddings). An empty
     corpus is a valid run: its index is absent, and ``query`` says so."""
     from pipeline import graph
+    from pipeline.query import eval_query_vectors
     from transforms.index import IndexConfig, build_index as build
 
     ix = ctx.settings.config.index
@@ -455,13 +456,14 @@ def build_index(ctx: RunContext, *, requested: bool = False) -> dict:
 
         delete(match_paths(fs.join(IndexLayout.of_run(ctx.paths.root).root, "**")))
         return {"built": False, "reason": "the run has no embeddings: nothing to index"}
-    config = IndexConfig(**ix.model_dump(exclude={"enabled"}))
+    config = IndexConfig(**ix.model_dump(exclude={"enabled", "eval_queries"}))
     runners.announce(ctx.settings, list(ctx.beam_args))
     options = graph.pipeline_options(ctx.settings, list(ctx.beam_args))
+    queries = eval_query_vectors(ctx.settings) if ix.eval_queries else None
     tasks: dict = {}
     try:
         with runners.worker_tasks(ctx.settings, list(ctx.beam_args)) as tasks, phases.clock.phase("index"):
-            return build(ctx.paths.root, config, options)
+            return build(ctx.paths.root, config, options, eval_queries=queries)
     finally:
         record_phases(ctx, "index", tasks)
 

@@ -2,8 +2,9 @@
 
 Video: ``chunk_video`` vs raw ``ffmpeg -f segment -c copy -segment_time T`` (T = limit −
 margin) on the same generated clips, in media-seconds per wall-second, with how many pieces
-of each exceed the limit by packet span. PDF: ``chunk_pdf`` vs a bare pypdf split, in pages
-per second. Media is generated with ``tests/media_factory.py`` into a temporary directory.
+of each exceed the limit by packet span, and where ``chunk_video``'s time goes (each ffmpeg
+run vs Python). PDF: ``chunk_pdf`` vs a bare pypdf split, in pages per second. Media is
+generated with ``tests/media_factory.py`` into a temporary directory.
 
     .venv/bin/python scripts/bench_chunking.py [--seconds 300] [--pages 300]
 """
@@ -19,11 +20,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 
 import media_factory as mf  # noqa: E402
+from bench_common import load_average, row, save_rows  # noqa: E402
 from pypdf import PdfReader, PdfWriter  # noqa: E402
 
 from transforms.media.ffmpeg_tools import FfmpegTool  # noqa: E402
@@ -79,36 +82,84 @@ def raw_segment(tool: FfmpegTool, path: str, work: str) -> tuple[float, list[flo
     return wall, spans
 
 
+FFMPEG_RUNS: dict[str, list[float]] = defaultdict(list)
+
+
+def _timed_ffmpeg(execute):
+    """Wrap FfmpegTool._execute to time every ffmpeg run chunk_video makes, by kind."""
+
+    def run(self, stream, timeout, loglevel):
+        args = stream.get_args()
+        kind = ("probe (-i, header)" if "null" in args else "packet scan (framecrc)"
+                if "framecrc" in args else "cut (segment muxer)" if "segment" in args
+                else "re-encode")
+        started = time.perf_counter()
+        try:
+            return execute(self, stream, timeout, loglevel)
+        finally:
+            FFMPEG_RUNS[kind].append(time.perf_counter() - started)
+
+    return run
+
+
+PROFILES: list[tuple[float, dict]] = []  # (wall, ffmpeg runs by kind) of each chunk_video run
+
+
 def ours(tool: FfmpegTool, path: str, work: str) -> tuple[float, list[float]]:
+    FFMPEG_RUNS.clear()
     started = time.perf_counter()
     payloads = [
         c.parts[0]["inline_data"]["data"]
         for c in chunk_video(source(path, "video"), path, SETTINGS)
     ]
     wall = time.perf_counter() - started
+    PROFILES.append((wall, {k: list(v) for k, v in FFMPEG_RUNS.items()}))
     return wall, [span_of(tool, base64.b64decode(p), work) for p in payloads]
 
 
-def bench_video(seconds: float, work: str) -> None:
+def print_profile() -> None:
+    wall, runs_by_kind = min(PROFILES, key=lambda p: p[0])
+    spent = sum(sum(v) for v in runs_by_kind.values())
+    print(f"  where chunk_video's {wall:.3f} s go (its fastest run):")
+    for kind, runs in runs_by_kind.items():
+        print(f"    ffmpeg {kind:26} {len(runs):3d} run(s) {sum(runs):7.3f} s")
+    print(f"    Python (plan, parse, read, base64) {max(0.0, wall - spent):13.3f} s")
+
+
+def bench_video(seconds: float, work: str) -> dict:
     tool = FfmpegTool.from_settings(SETTINGS)
+    FfmpegTool._execute = _timed_ffmpeg(FfmpegTool._execute)
     clips = {
         "h264 640x360, GOP 16.7 s": mf.h264_mp4(
             f"{work}/gop.mp4", seconds, gop=250, size="640x360"
         ),
         "h264 640x360, 1 keyframe": mf.long_gop_mp4(f"{work}/onekey.mp4", seconds, size="640x360"),
     }
-    print(f"video: limit {LIMIT:.0f} s (with audio), target {TARGET:.0f} s, {seconds:.0f} s clips")
+    print(f"video: limit {LIMIT:.0f} s (with audio), target {TARGET:.0f} s, {seconds:.0f} s clips "
+          f"({load_average()}); best of 3 runs each")
     print(
         f"  {'clip':28} {'method':22} {'chunks':>6} {'over':>5} {'max span':>9} {'media-s/s':>10}"
     )
+    result = {}
     for label, path in clips.items():
+        speed = {}
         for method, run in (("raw segment -c copy", raw_segment), ("chunk_video", ours)):
-            with tempfile.TemporaryDirectory(dir=work) as scratch:
-                wall, spans = run(tool, path, scratch)
+            walls = []
+            PROFILES.clear()
+            for _ in range(3):
+                with tempfile.TemporaryDirectory(dir=work) as scratch:
+                    wall, spans = run(tool, path, scratch)
+                walls.append(wall)
             over = sum(s > LIMIT for s in spans)
+            speed[method] = (seconds / min(walls), over)
             print(
-                f"  {label:28} {method:22} {len(spans):6d} {over:5d} {max(spans):8.2f}s {seconds / wall:10.0f}"
+                f"  {label:28} {method:22} {len(spans):6d} {over:5d} {max(spans):8.2f}s {seconds / min(walls):10.0f}"
             )
+        if label.startswith("h264 640x360, GOP"):
+            print_profile()
+            result = {"ours": speed["chunk_video"][0], "raw": speed["raw segment -c copy"][0],
+                      "over": speed["chunk_video"][1], "raw_over": speed["raw segment -c copy"][1]}
+    return result
 
 
 def raw_pdf_split(path: str, step: int) -> None:
@@ -144,10 +195,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=300.0, help="length of each video clip")
     parser.add_argument("--pages", type=int, default=300, help="pages of the PDF")
+    parser.add_argument("--rows-json", help="write this script's bench-results rows here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="embedpipe-bench-") as work:
-        bench_video(args.seconds, work)
+        video = bench_video(args.seconds, work)
         bench_pdf(args.pages, work)
+    ratio = video["ours"] / video["raw"]
+    print(f"video ratio: {ratio:.2f}x of raw segment -c copy ({video['over']} over-limit chunks; "
+          f"raw: {video['raw_over']})")
+    save_rows(args.rows_json, [row(
+        "video_chunking_vs_raw_ffmpeg_segment_copy", video["ours"], video["raw"], ratio,
+        "ratio >= 0.5 (media-seconds per wall-second, GOP 16.7 s), 0 over-limit chunks",
+        ratio >= 0.5 and video["over"] == 0, int(args.seconds))])
 
 
 if __name__ == "__main__":

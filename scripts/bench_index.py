@@ -1,34 +1,34 @@
 """Benchmark (not a test) of the index stage on a clustered synthetic corpus. Prints:
 
 1. the sharded Beam build (FnApiRunner) vs a single-process faiss build with the same
-   factory, sample size and trained-index recipe (wall and CPU time ratio, peak memory
-   of each, both measured in fresh processes),
-2. recall@1/@10 and batched QPS per nprobe from the build's recall sweep,
-3. bytes scanned per query vs the measured flat-scan memory bandwidth, with the
-   bandwidth-bound single-query latency next to the measured one.
+   factory, sample and trained-index recipe (wall and CPU time, peak memory, both in
+   fresh processes), and whether the two indexes give identical results;
+2. recall@1/@10 and batched QPS per nprobe, for the gate's query-like vectors and for
+   held-out corpus vectors;
+3. bytes scanned per query vs the measured flat-scan memory bandwidth;
+4. with ``--extrapolate``: time, memory, shards, nlist and codec at 10M and 100M from
+   the per-phase rates measured in this run.
 
-    python scripts/bench_index.py [--n 200000] [--d 768] [--shards 4] [--workers 1]
+    python scripts/bench_index.py [--n 200000] [--d 768] [--shards 4] [--no-single]
+    python scripts/bench_index.py --n 1000000 --shards 50 --no-single --extrapolate
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
+import math
 import os
-import resource
 import shutil
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from transforms.index.params import IndexConfig, human_size  # noqa: E402
+from bench_common import in_fresh_process, load_average, row, save_rows
+from transforms.index.params import IndexConfig, choose_params, human_size
 
 MB = 1 << 20
+LINES_PER_PART = 20_000  # requests.max_lines_per_file: one embeddings part per request file
 
 
 def beam_build(run: str, config: IndexConfig, workers: int) -> dict:
@@ -49,9 +49,7 @@ def single_build(run: str, factory: str, sample_size: int, seed: int, out: str) 
     import faiss
     import pyarrow.parquet as pq
 
-    from transforms.index.plan import global_ids
-    from transforms.index.report import peak_rss_bytes
-
+    from transforms.index.plan import draw_rows, global_ids
     faiss.omp_set_num_threads(len(os.sched_getaffinity(0)))
     t0 = time.perf_counter()
     parts = sorted(os.listdir(os.path.join(run, "embeddings")))
@@ -61,10 +59,14 @@ def single_build(run: str, factory: str, sample_size: int, seed: int, out: str) 
         x = col.combine_chunks().flatten().to_numpy().reshape(len(col), -1)
         xs.append(x)
         ids.append(global_ids(s, np.arange(len(x))))
+    counts = [len(x) for x in xs]
     x, ids = np.concatenate(xs), np.concatenate(ids)
     t_read = time.perf_counter()
     index = faiss.index_factory(x.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
-    sample = x[np.sort(np.random.default_rng(seed).choice(len(x), sample_size, replace=False))]
+    # the very rows the sharded build trains on (same draw, same order)
+    train_rows, _, _ = draw_rows(counts, sample_size, IndexConfig().holdout_queries, seed)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    sample = x[np.concatenate([offsets[s] + r for s, r in enumerate(train_rows)])]
     faiss.extract_index_ivf(index).cp.seed = seed
     index.train(sample)
     t_train = time.perf_counter()
@@ -72,42 +74,24 @@ def single_build(run: str, factory: str, sample_size: int, seed: int, out: str) 
     t_add = time.perf_counter()
     faiss.write_index(index, out)
     t_end = time.perf_counter()
-    return {
-        "seconds": t_end - t0,
-        "read": t_read - t0,
-        "train": t_train - t_read,
-        "add": t_add - t_train,
-        "write": t_end - t_add,
-        "peak_rss": peak_rss_bytes(),
-    }
+    return {"seconds": t_end - t0, "read": t_read - t0, "train": t_train - t_read,
+            "add": t_add - t_train, "write": t_end - t_add}
 
 
-def _cpu_seconds() -> float:
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
-        resource.RUSAGE_CHILDREN
-    )
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+def identical_results(run: str, single_path: str, x: np.ndarray) -> bool:
+    """Same ids and distances from the merged sharded index and the single-process one."""
+    import faiss
 
-
-def _child(queue, fn, args):
-    from transforms.index.report import peak_rss_bytes
-
-    cpu = _cpu_seconds()
-    result = fn(*args)
-    result["cpu"] = _cpu_seconds() - cpu
-    result.setdefault("peak_rss", peak_rss_bytes())
-    queue.put(result)
-
-
-def in_fresh_process(fn, *args) -> dict:
-    """Run ``fn`` in a spawned process so its peak RSS is its own (and no forked OpenMP)."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, fn, args))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    merged = faiss.read_index(os.path.join(run, "index", "merged.index"))
+    single = faiss.read_index(single_path)
+    queries = x[np.random.default_rng(5).choice(len(x), 500, replace=False)]
+    for nprobe in (1, 4, 16, 64):
+        faiss.extract_index_ivf(merged).nprobe = faiss.extract_index_ivf(single).nprobe = nprobe
+        dm, im = merged.search(queries, 10)
+        ds, is_ = single.search(queries, 10)
+        if not (np.array_equal(im, is_) and np.array_equal(dm, ds)):
+            return False
+    return True
 
 
 def flat_scan_bandwidth(x: np.ndarray, repeats: int = 5) -> float:
@@ -140,10 +124,59 @@ def single_query_ms(searcher, queries: np.ndarray, nprobe: int) -> float:
     return (time.perf_counter() - t0) / len(queries) * 1e3
 
 
+def print_sweeps(report: dict, bandwidth: float, searcher, x: np.ndarray) -> None:
+    recall = report["recall"]
+    corpus = {p["nprobe"]: p for p in recall["corpus_leave_one_out"]["sweep"]}
+    code = report["code_bytes_per_vector"] - 8
+    quantizer = report["nlist"] * report["d"] * 4
+    queries = x[np.random.default_rng(1).choice(len(x), 100, replace=False)]
+    print(f"recall sweep: {recall['queries']} {recall['gate_queries']} gate queries "
+          f"(R@10 gate) and {recall['corpus_leave_one_out']['queries']} held-out corpus vectors "
+          f"(R@10 corpus); chosen nprobe {report['chosen_nprobe']} "
+          f"(target {recall['target_recall_at_10']})")
+    print("nprobe  R@10 gate  R@1 gate  R@10 corpus  QPS batch  vec/query  MB/query  bw-bound ms  1-query ms")
+    for p in recall["sweep"]:
+        scanned = p["vectors_scanned_per_query"] * code + quantizer
+        print(f"{p['nprobe']:6d}  {p['recall_at_10']:9.3f}  {p['recall_at_1']:8.3f}  "
+              f"{corpus[p['nprobe']]['recall_at_10']:11.3f}  {p['qps']:9,.0f}  "
+              f"{p['vectors_scanned_per_query']:9,.0f}  {scanned / MB:8.2f}  "
+              f"{scanned / bandwidth * 1e3:11.3f}  {single_query_ms(searcher, queries, p['nprobe']):10.3f}")
+
+
+def extrapolate(report: dict, seconds: float) -> None:
+    """10M and 100M from this build's per-phase rates (same machine, 2 cores)."""
+    n, d, t = report["n"], report["d"], report["timings_seconds"]
+    train_units = report["train_sample_size"] * report["nlist"] * d  # k-means ∝ n_train·nlist·d
+    add_units = n * report["nlist"] * d  # flat coarse quantizer: every vector vs every centroid
+    rates = {"read": t["sample"] / n, "train": t["train"] / train_units,
+             "add": t["add"] / add_units, "merge": t["merge"] / report["index_bytes"]}
+    print(f"\nper-phase rates measured at N={n:,}: sample {rates['read'] * 1e6:.2f} µs/vector, "
+          f"k-means {t['train'] / train_units * 1e12:.2f} s per 10^12 (n_train·nlist·d), "
+          f"add {t['add'] / add_units * 1e12:.2f} s per 10^12 (N·nlist·d), "
+          f"merge {t['merge'] / report['index_bytes'] * 1e9:.2f} s/GB")
+    print(f"{'N':>12} {'nlist':>8} {'quantizer':>9} {'codec':>10} {'shards':>7} {'index':>8} "
+          f"{'merge RAM':>9} {'sample h':>8} {'train h':>9} {'add h':>8} {'total h':>8}")
+    for big in [n] + [size for size in (10_000_000, 100_000_000) if size > n]:
+        params = choose_params(big, d, IndexConfig())
+        hnsw = "_HNSW" in params.factory
+        index_bytes = params.estimated_bytes
+        sample_h = rates["read"] * big / 3600
+        train_h = rates["train"] * params.train_size * params.nlist * d / 3600
+        # HNSW quantizer: ~efSearch·M distance computations per vector instead of nlist
+        assign = 16 * 32 if hnsw else params.nlist
+        add_h = rates["add"] * big * assign * d / 3600
+        merge_h = rates["merge"] * index_bytes / 3600
+        total = sample_h + train_h + add_h + merge_h
+        print(f"{big:12,d} {params.nlist:8d} {'hnsw32' if hnsw else 'flat':>9} {params.codec:>10} "
+              f"{math.ceil(big / LINES_PER_PART):7d} {human_size(index_bytes):>8} "
+              f"{human_size(int(index_bytes * 1.5)):>9} {sample_h:8.2f} {train_h:9.1f} "
+              f"{add_h:8.2f} {total:8.1f}")
+    print(f"(measured total at N={n:,}: {seconds / 3600:.2f} h; k-means dominates from 10M: "
+          "on this 2-core machine it is days; the 1M-1B faiss recipe trains on GPUs)")
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=200_000)
     ap.add_argument("--d", type=int, default=768)
     ap.add_argument("--shards", type=int, default=4)
@@ -152,7 +185,10 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=1.0, help="2.0 = weakly clustered ('hard')")
     ap.add_argument("--memory-budget", default="8G")
     ap.add_argument("--merge", default="ram", choices=["ram", "ondisk", "shards"])
+    ap.add_argument("--no-single", action="store_true", help="skip the single-process baseline")
+    ap.add_argument("--extrapolate", action="store_true", help="10M and 100M from measured rates")
     ap.add_argument("--workdir", default=None, help="kept if given, else a temp dir")
+    ap.add_argument("--rows-json", help="write this script's bench-results rows here")
     args = ap.parse_args()
 
     from transforms.index.search import IndexSearcher
@@ -160,83 +196,63 @@ def main() -> None:
 
     work = args.workdir or tempfile.mkdtemp(prefix="bench-index-")
     run = os.path.join(work, "run")
-    cores = len(os.sched_getaffinity(0))
-    print(
-        f"corpus: {args.n:,} x {args.d} Gaussian mixture ({args.clusters} clusters, noise "
-        f"{args.noise}), {args.shards} shards, {cores} cores"
-    )
+    print(f"corpus: {args.n:,} x {args.d} Gaussian mixture ({args.clusters} clusters, noise "
+          f"{args.noise}), {args.shards} shards ({load_average()})")
     t0 = time.perf_counter()
     x = gaussian_mixture(args.n, args.d, clusters=args.clusters, noise=args.noise, seed=0)
     shutil.rmtree(run, ignore_errors=True)
     write_shards(run, x, args.shards)
-    print(
-        f"generate + write Parquet: {time.perf_counter() - t0:.1f} s "
-        f"({human_size(x.nbytes)} of float32)\n"
-    )
-
-    config = IndexConfig(memory_budget=args.memory_budget, merge=args.merge)
-    beam = in_fresh_process(beam_build, run, config, args.workers)
-    report = beam["report"]
-    single = in_fresh_process(
-        single_build,
-        run,
-        report["factory"],
-        report["train_sample_size"],
-        config.seed,
-        os.path.join(work, "single.index"),
-    )
-    t = report["timings_seconds"]
-    print(
-        f"index: {report['factory']}  nlist {report['nlist']}  train sample "
-        f"{report['train_sample_size']:,}  imbalance {report['imbalance_factor']}"
-    )
-    print("build                 wall s    CPU s   peak RSS   phases (wall s)")
-    print(
-        f"Beam sharded ({args.workers}w)   {beam['seconds']:7.1f}  {beam['cpu']:7.1f}   {human_size(beam['peak_rss']):>8}   "
-        f"sample {t['sample']:.1f}, train {t['train']:.1f}, add {t['add']:.1f} "
-        f"(slowest shard {t['add_slowest_shard']:.1f}), merge {t['merge']:.1f}, recall {t['recall']:.1f}"
-    )
-    print(
-        f"single process        {single['seconds']:7.1f}  {single['cpu']:7.1f}   {human_size(single['peak_rss']):>8}   "
-        f"read {single['read']:.1f}, train {single['train']:.1f}, add {single['add']:.1f}, "
-        f"write {single['write']:.1f}"
-    )
-    print(
-        f"ratio Beam / single: {beam['seconds'] / single['seconds']:.2f}x wall, "
-        f"{beam['cpu'] / single['cpu']:.2f}x CPU (CPU is robust to other load on the machine; "
-        "Beam also computes exact neighbours, id maps, merge and the recall sweep)\n"
-    )
-
-    bandwidth = flat_scan_bandwidth(x)
-    searcher = IndexSearcher.open(os.path.join(run, "index"))
-    code = report["code_bytes_per_vector"] - 8
-    quantizer = report["nlist"] * report["d"] * 4
-    queries = x[np.random.default_rng(1).choice(len(x), 100, replace=False)]
-    print(
-        f"flat-scan bandwidth (1 thread, single query): {bandwidth / 1e9:.1f} GB/s; exact scan = "
-        f"{x.nbytes / MB:.0f} MB/query -> {x.nbytes / bandwidth * 1e3:.1f} ms"
-    )
-    print(
-        f"recall sweep: {report['recall']['queries']} leave-one-out corpus queries, batched QPS "
-        f"on {report['threads']['recall']} threads; chosen nprobe {report['chosen_nprobe']} "
-        f"(target recall@10 {report['recall']['target_recall_at_10']})"
-    )
-    print("nprobe  R@1    R@10   QPS batch  vec/query  MB/query  bw-bound ms  1-query ms")
-    for p in report["recall"]["sweep"]:
-        scanned = p["vectors_scanned_per_query"] * code + quantizer
-        print(
-            f"{p['nprobe']:6d}  {p['recall_at_1']:.3f}  {p['recall_at_10']:.3f}  "
-            f"{p['qps']:9,.0f}  {p['vectors_scanned_per_query']:9,.0f}  {scanned / MB:8.2f}  "
-            f"{scanned / bandwidth * 1e3:11.3f}  {single_query_ms(searcher, queries, p['nprobe']):10.3f}"
-        )
-    print(
-        f"\nindex {human_size(report['index_bytes'])} ({report['bytes_per_vector']} B/vector, "
-        f"{report['code_bytes_per_vector']} B codes+id); peak RSS per phase: "
-        + ", ".join(f"{k} {human_size(v)}" for k, v in report["peak_memory_bytes"].items())
-    )
-    print(f"report: {os.path.join(run, 'index', 'report.json')}")
-    if not args.workdir:
-        shutil.rmtree(work, ignore_errors=True)
+    print(f"generate + write Parquet: {time.perf_counter() - t0:.1f} s "
+          f"({human_size(x.nbytes)} of float32)\n")
+    rows = []
+    try:
+        config = IndexConfig(memory_budget=args.memory_budget, merge=args.merge)
+        beam = in_fresh_process(beam_build, run, config, args.workers)
+        report, t = beam["report"], beam["report"]["timings_seconds"]
+        print(f"index: {report['factory']}  nlist {report['nlist']}  train sample "
+              f"{report['train_sample_size']:,}  imbalance {report['imbalance_factor']}")
+        print("build                 wall s    CPU s   peak RSS   phases (wall s)")
+        print(f"Beam sharded ({args.workers}w)   {beam['seconds']:7.1f}  {beam['cpu']:7.1f}   "
+              f"{human_size(beam['rss']):>8}   sample {t['sample']:.1f}, train {t['train']:.1f}, "
+              f"add {t['add']:.1f} (slowest shard {t['add_slowest_shard']:.1f}), merge "
+              f"{t['merge']:.1f}, recall {t['recall']:.1f}")
+        if not args.no_single:
+            single_path = os.path.join(work, "single.index")
+            single = in_fresh_process(single_build, run, report["factory"],
+                                      report["train_sample_size"], config.seed, single_path)
+            print(f"single process        {single['seconds']:7.1f}  {single['cpu']:7.1f}   "
+                  f"{human_size(single['rss']):>8}   read {single['read']:.1f}, train "
+                  f"{single['train']:.1f}, add {single['add']:.1f}, write {single['write']:.1f}")
+            wall, cpu = beam["seconds"] / single["seconds"], beam["cpu"] / single["cpu"]
+            same = identical_results(run, single_path, x)
+            print(f"ratio Beam / single: {wall:.2f}x wall, {cpu:.2f}x CPU; identical results "
+                  f"(ids and scores at nprobe 1, 4, 16, 64): {'yes' if same else 'NO'}\n"
+                  "(Beam also reads a sample pass, computes exact neighbours of the gate and "
+                  "corpus queries, writes id maps and shard files, merges, and sweeps recall)\n")
+            rows.append(row(f"index_sharded_build_vs_single_{args.n // 1000}k", beam["seconds"],
+                            single["seconds"], wall, "ratio <= 1.3 (wall s), identical results",
+                            wall <= 1.3 and same, args.n))
+        else:
+            gate = {p["nprobe"]: p["recall_at_10"] for p in report["recall"]["sweep"]}
+            chosen = report["chosen_nprobe"]
+            rows.append(row(f"index_build_{args.n // 1000}k_runs_to_the_end", beam["seconds"], None,
+                            None, f"finishes; peak RSS {human_size(beam['rss'])}; recall@10 "
+                            f"{gate.get(chosen, 0):.3f} at nprobe {chosen}",
+                            chosen is not None, args.n))
+        searcher = IndexSearcher.open(os.path.join(run, "index"))
+        bandwidth = flat_scan_bandwidth(x)
+        print(f"flat-scan bandwidth (1 thread, single query): {bandwidth / 1e9:.1f} GB/s; exact "
+              f"scan = {x.nbytes / MB:.0f} MB/query -> {x.nbytes / bandwidth * 1e3:.1f} ms")
+        print_sweeps(report, bandwidth, searcher, x)
+        print(f"\nindex {human_size(report['index_bytes'])} ({report['bytes_per_vector']} B/vector); "
+              "peak RSS per phase: " + ", ".join(f"{k} {human_size(v)}"
+                                                 for k, v in report["peak_memory_bytes"].items()))
+        if args.extrapolate:
+            extrapolate(report, beam["seconds"])
+        save_rows(args.rows_json, rows)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

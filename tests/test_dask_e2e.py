@@ -87,7 +87,8 @@ def _rows(run_dir: Path) -> dict[str, dict]:
 def _report(run_dir: Path) -> dict:
     """The index report's facts (not its timings: qps, seconds, memory)."""
     report = read_json(run_dir / "index" / "report.json")
-    for point in report["recall"]["sweep"]:
+    recall = report["recall"]
+    for point in recall["sweep"] + recall["corpus_leave_one_out"]["sweep"]:
         point.pop("qps")
     return {k: report.get(k) for k in REPORT_KEYS}
 

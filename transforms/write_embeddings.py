@@ -9,12 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import io
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms import fs
@@ -63,14 +64,20 @@ def normalize_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     norms = np.linalg.norm(vectors, axis=1)
     ok = np.isfinite(norms) & (norms > 0)
     out = np.zeros_like(vectors, dtype=np.float32)
-    out[ok] = vectors[ok] / norms[ok, None]
+    if ok.all():
+        np.divide(vectors, norms[:, None], out=out)  # the same quotients, no masked copies
+    else:
+        out[ok] = vectors[ok] / norms[ok, None]
     return out, ok
 
 
 def collect_outcomes(
-    results: Iterable[tuple[Iterable[str], str]],
+    results: Iterable[tuple[Iterable[str | bytes], str]],
 ) -> dict[str, tuple]:
     """key → ("ok", values, token_count, job) or ("error", code, message, retryable).
+
+    Lines may be text or raw bytes (``result_lines``): ASCII bytes parse as they are, so
+    the common case skips decoding; other bytes are decoded as a text read would.
 
     A success is never replaced by a later failure; a later failure replaces an
     earlier one (the last attempt's reason is the one reported).
@@ -78,7 +85,9 @@ def collect_outcomes(
     outcomes: dict[str, tuple] = {}
     for lines, job in results:
         for raw in lines:
-            if not raw.strip():
+            if isinstance(raw, bytes) and not raw.isascii():
+                raw = raw.decode("utf-8", errors="replace")  # as a text read would
+            if not raw or raw.isspace():
                 continue
             parsed = parse_result_line(raw)
             if parsed.key is None:
@@ -94,6 +103,10 @@ def collect_outcomes(
     return outcomes
 
 
+KEY_COLUMNS = ("chunk_id", "source_uri", "source_generation", "modality", "mime_type", "unit",
+               "start", "end")
+
+
 def join_results(
     keys: pa.Table,
     outcomes: dict[str, tuple],
@@ -103,72 +116,76 @@ def join_results(
     created_at: dt.datetime,
     missing_reason: str = "no result line for this key",
 ) -> tuple[pa.Table, list[KeyFailure]]:
-    """Rows for every key that has a usable vector, failures for every other key."""
-    rows = keys.to_pylist()
-    good: list[dict] = []
-    vectors: list[np.ndarray] = []
+    """Rows for every key that has a usable vector, failures for every other key.
+
+    Columnar: the key list's metadata columns are taken as Arrow arrays for the kept rows
+    and the vectors are written into one preallocated matrix (no per-row dicts)."""
+    ids = keys.column("chunk_id").to_pylist()
+    uris = keys.column("source_uri")
+    generations = keys.column("source_generation")
     failures: list[KeyFailure] = []
-    for row in rows:
-        key = row["chunk_id"]
-        outcome = outcomes.get(key)
 
-        def fail(error_class: str, message: str, retryable: bool) -> None:
-            failures.append(
-                KeyFailure(
-                    key, row["source_uri"], row["source_generation"],
-                    error_class, message, retryable,
-                )
+    def fail(row: int, error_class: str, message: str, retryable: bool) -> None:
+        failures.append(
+            KeyFailure(
+                ids[row], uris[row].as_py(), generations[row].as_py(),
+                error_class, message, retryable,
             )
+        )
 
+    good: list[int] = []
+    found: list[tuple] = []
+    for row, key in enumerate(ids):
+        outcome = outcomes.get(key)
         if outcome is None:
-            fail("missing_result", missing_reason, True)
+            fail(row, "missing_result", missing_reason, True)
         elif outcome[0] == "error":
-            fail(f"api_error_{outcome[1]}", str(outcome[2]), bool(outcome[3]))
+            fail(row, f"api_error_{outcome[1]}", str(outcome[2]), bool(outcome[3]))
         elif len(outcome[1]) != dimensionality:
             fail(
-                "wrong_dimensionality",
-                f"got {len(outcome[1])} values, expected {dimensionality}",
-                False,
+                row, "wrong_dimensionality",
+                f"got {len(outcome[1])} values, expected {dimensionality}", False,
             )
         else:
-            good.append({**row, "token_count": outcome[2], "batch_job": outcome[3]})
-            vectors.append(np.asarray(outcome[1], dtype=np.float32))
-    matrix = np.vstack(vectors) if vectors else np.zeros((0, dimensionality), np.float32)
+            good.append(row)
+            found.append(outcome)
+    matrix = (np.stack([o[1] for o in found]) if found
+              else np.zeros((0, dimensionality), np.float32))
     normed, ok = normalize_rows(matrix)
-    kept = [r for r, keep in zip(good, ok) if keep]
-    for r, keep in zip(good, ok):
+    for row, keep in zip(good, ok):
         if not keep:
-            failures.append(
-                KeyFailure(
-                    r["chunk_id"], r["source_uri"], r["source_generation"],
-                    "invalid_vector", "zero or non-finite embedding", False,
-                )
-            )
-    normed = normed[ok]
+            fail(row, "invalid_vector", "zero or non-finite embedding", False)
+    kept = np.asarray(good, dtype=np.int64)[ok]
+    columns = keys.select(list(KEY_COLUMNS)).take(kept)
     n = len(kept)
     table = pa.Table.from_arrays(
         [
-            pa.array([r["chunk_id"] for r in kept], pa.string()),
-            pa.array([r["source_uri"] for r in kept], pa.string()),
-            pa.array([r["source_generation"] for r in kept], pa.string()),
-            pa.array([r["modality"] for r in kept], pa.string()),
-            pa.array([r["mime_type"] for r in kept], pa.string()),
-            pa.array([r["unit"] for r in kept], pa.string()),
-            pa.array([r["start"] for r in kept], pa.float64()),
-            pa.array([r["end"] for r in kept], pa.float64()),
+            *columns.columns,
             pa.array([model] * n, pa.string()),
-            pa.array([r["task"] for r in kept], pa.string()),
-            pa.array([dimensionality] * n, pa.int32()),
+            keys.column("task").take(kept),
+            pa.array(np.full(n, dimensionality, np.int32)),
             pa.FixedSizeListArray.from_arrays(
-                pa.array(normed.reshape(-1), pa.float32()), dimensionality
+                pa.array((normed if ok.all() else normed[ok]).reshape(-1)), dimensionality
             ),
-            pa.array([r["token_count"] for r in kept], pa.int64()),
-            pa.array([r["batch_job"] for r in kept], pa.string()),
+            pa.array([o[2] for o, keep in zip(found, ok) if keep], pa.int64()),
+            pa.array([o[3] for o, keep in zip(found, ok) if keep], pa.string()),
             pa.array([created_at] * n, pa.timestamp("us", tz="UTC")),
         ],
         schema=embeddings_schema(dimensionality),
     )
     return table, failures
+
+
+def result_lines(uri: str) -> Iterator[bytes]:
+    """Raw lines of a downloaded result file, local or remote, streamed."""
+    with FileSystems.open(uri, compression_type="uncompressed") as fh:
+        yield from fh
+
+
+def write_part(table: pa.Table, meta: EmbeddingsMeta, uri: str) -> None:
+    """Stream one schema-v1 part with its file metadata straight to ``uri``."""
+    with fs.open_write(uri) as fh:
+        pq.write_table(table.replace_schema_metadata(meta.to_kv()), fh)
 
 
 class WriteEmbeddingsDoFn(beam.DoFn):
@@ -183,15 +200,13 @@ class WriteEmbeddingsDoFn(beam.DoFn):
 
     def process(self, rs: ResultSet):
         keys = pq.read_table(io.BytesIO(fs.read_bytes(rs.keys_path)))
-        outcomes = collect_outcomes((fs.iter_lines(path), job) for path, job in rs.results)
+        outcomes = collect_outcomes((result_lines(path), job) for path, job in rs.results)
         table, failures = join_results(
             keys, outcomes, model=self._meta.model,
             dimensionality=self._meta.dimensionality, created_at=self._created_at,
             missing_reason=rs.missing_reason,
         )
-        buf = io.BytesIO()
-        pq.write_table(table.replace_schema_metadata(self._meta.to_kv()), buf)
-        fs.write_bytes(fs.join(self._dir, part_name(rs.part_index, rs.part_count)), buf.getvalue())
+        write_part(table, self._meta, fs.join(self._dir, part_name(rs.part_index, rs.part_count)))
         crash_point("part-written")
         self._rows.inc(table.num_rows)
         self._failed.inc(len(failures))

@@ -11,6 +11,7 @@ import hashlib
 
 import apache_beam as beam
 import faiss
+import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.pvalue import AsSingleton, PBegin
@@ -18,7 +19,7 @@ from apache_beam.utils import shared
 
 from transforms import fs
 from transforms.index import report as rep
-from transforms.index.layout import IndexLayout, delete, match_paths, read_index
+from transforms.index.layout import IndexLayout, delete, local_output, match_paths, read_index
 from transforms.index.params import IndexConfig
 from transforms.index.plan import IndexPlan, plan_index
 from transforms.index.recall import RecallTargetUnreachable
@@ -154,9 +155,16 @@ def _clear(layout: IndexLayout) -> None:
 
 
 def build_index(
-    run_dir: str, config: IndexConfig = IndexConfig(), options: PipelineOptions | None = None
+    run_dir: str,
+    config: IndexConfig = IndexConfig(),
+    options: PipelineOptions | None = None,
+    eval_queries: np.ndarray | None = None,
 ) -> dict:
     """Build ``<run>/index/`` in its own pipeline; returns the report.
+
+    ``eval_queries`` (the user's queries, already embedded by the caller: workers never
+    see an API key) are handed to the pipeline as a file and decide the recall gate;
+    without them a query-like proxy does.
 
     Raises SchemaMismatchError (mixed vector spaces) before starting workers and
     RecallTargetUnreachable (after writing the report) when the gate fails.
@@ -164,6 +172,9 @@ def build_index(
     layout = IndexLayout.of_run(run_dir)
     bind_space([inspect_shard(s) for s in number_shards(match_paths(embeddings_glob(run_dir)))])
     _clear(layout)
+    if eval_queries is not None:
+        with local_output(layout.eval_queries) as path, open(path, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(eval_queries, np.float32))
     options = options or PipelineOptions(["--runner=FnApiRunner"])
     with beam.Pipeline(options=options) as p:
         _ = p | "BuildIndex" >> BuildIndex(config, run_dir)

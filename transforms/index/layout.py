@@ -43,6 +43,11 @@ class IndexLayout:
     def plot(self) -> str:
         return fs.join(self.root, "recall_vs_nprobe.png")
 
+    @property
+    def eval_queries(self) -> str:
+        """The user's gate queries, embedded by the launching process (which holds the key)."""
+        return fs.join(self.root, "eval_queries.npy")
+
     def sample_part(self, shard: int) -> str:
         """Training rows drawn from one shard; deleted once the build is reported."""
         return fs.join(self.root, "sample", f"part-{shard:05d}.npy")

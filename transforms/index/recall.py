@@ -21,6 +21,13 @@ import numpy as np
 K = 10
 TIE_EPS = 1e-5
 GT_DEPTH = 2 * K + 1  # exact neighbours kept per query: self + k + tie margin
+PROXY_SIGMA = 0.1  # query-like proxy: Gaussian noise per coordinate (see query_like)
+PROXY_METHOD = (
+    f"query-like proxy: held-out corpus vectors plus N(0, {PROXY_SIGMA}^2) per coordinate, "
+    "renormalised, vs exact inner-product search; on the emulator's text corpus it tracks "
+    "real 3-6 word queries' recall@10 within ~0.03 at every nprobe, at d=768 and d=256 "
+    "(README); set index.eval_queries to gate on your own queries"
+)
 
 
 class RecallTargetUnreachable(RuntimeError):
@@ -33,10 +40,31 @@ class RecallTargetUnreachable(RuntimeError):
 
 
 def exact_topk(queries: np.ndarray, x: np.ndarray, ids: np.ndarray, depth: int = GT_DEPTH):
-    """Exact inner-product top-``depth`` of ``queries`` among rows ``x`` (global ``ids``)."""
+    """Exact inner-product top-``depth`` of ``queries`` among rows ``x`` (global ``ids``),
+    best first: one BLAS product and a partial sort (faiss.knn's heaps cost as much
+    again as the product)."""
     k = min(depth, len(x))
-    scores, idx = faiss.knn(queries, x, k, metric=faiss.METRIC_INNER_PRODUCT)
-    return scores, np.where(idx >= 0, ids[np.maximum(idx, 0)], -1)
+    if not k:
+        return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+    scores = queries @ x.T
+    top = np.argpartition(scores, len(x) - k, axis=1)[:, len(x) - k :]
+    top_scores = np.take_along_axis(scores, top, 1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    return np.take_along_axis(top_scores, order, 1), ids[np.take_along_axis(top, order, 1)]
+
+
+def query_like(vectors: np.ndarray, seed: int, sigma: float = PROXY_SIGMA) -> np.ndarray:
+    """The gate's stand-in for real queries when the user gives none.
+
+    Held-out corpus vectors make a flattering gate: each sits in a dense region, next to
+    its neighbours' list. Real queries (a few words, another modality) sit between
+    documents, far from all of them (top-1 similarity ~0.4 against ~0.8 for a corpus
+    vector), so the coarse quantizer ranks their lists less reliably. Noise of ``sigma``
+    per coordinate shifts every inner product (with centroids and documents alike) by
+    ~N(0, sigma^2) whatever the dimensionality, which is what makes the difference."""
+    rng = np.random.default_rng(seed)
+    out = vectors.astype(np.float32) + sigma * rng.standard_normal(vectors.shape).astype(np.float32)
+    return np.ascontiguousarray(out / np.linalg.norm(out, axis=1, keepdims=True), np.float32)
 
 
 def merge_topk(parts, depth: int = GT_DEPTH) -> tuple[np.ndarray, np.ndarray]:
@@ -144,9 +172,10 @@ def nprobe_sweep(nlist: int, max_nprobe: int, forced: int | None) -> list[int]:
 
 
 def measure(
-    searcher, queries, query_ids, gt_scores, gt_ids, nprobes, vectors
+    searcher, queries, query_ids, gt_scores, gt_ids, nprobes, vectors, *,
+    runs_max: int = 3
 ) -> list[SweepPoint]:
-    """Recall@1/@10 and batched QPS (best of up to 3 runs) per nprobe. ``vectors`` reads
+    """Recall@1/@10 and batched QPS (best of up to ``runs_max`` runs) per nprobe. ``vectors`` reads
     corpus vectors by sorted global id, for returned ids the exact lists cannot score."""
     cache: dict[int, np.ndarray] = {}
 
@@ -161,7 +190,7 @@ def measure(
         searcher.set_nprobe(nprobe)
         best, runs, spent = np.inf, 0, 0.0
         faiss.cvar.indexIVF_stats.reset()
-        while runs < 3 and (runs == 0 or spent < 1.0):
+        while runs < runs_max and (runs == 0 or spent < 1.0):
             t0 = time.perf_counter()
             _, ids = searcher.search_ids(queries, K + 1)
             elapsed = time.perf_counter() - t0

@@ -29,12 +29,14 @@ from transforms.index.merge import merge
 from transforms.index.params import IndexConfig, IndexParams
 from transforms.index.plan import IndexPlan, global_ids, split_ids
 from transforms.index.recall import (
+    PROXY_METHOD,
     SweepPoint,
     choose_nprobe,
     exact_topk,
     measure,
     merge_topk,
     nprobe_sweep,
+    query_like,
 )
 from transforms.index.search import IndexSearcher, ServingInfo
 from transforms.index.source import ID_MAP_COLUMNS, ShardInfo, iter_batches, take_rows
@@ -70,10 +72,15 @@ class SamplePart:
 
 @dataclass(frozen=True)
 class Trained:
+    """``queries`` are held-out corpus vectors (recall leave-one-out); ``gate_queries``
+    the query-like set the gate decides on: the user's, or a proxy made from ``queries``."""
+
     path: str
     sha256: str
     queries: np.ndarray
     query_ids: np.ndarray
+    gate_queries: np.ndarray
+    gate_method: str
     sample_size: int
     sample_seconds: float
     sample_peak_rss: int
@@ -104,7 +111,8 @@ class Merged:
 @dataclass(frozen=True)
 class Measured:
     merged: Merged
-    points: tuple[SweepPoint, ...]
+    points: tuple[SweepPoint, ...]  # the gate queries
+    corpus_points: tuple[SweepPoint, ...]  # held-out corpus vectors, leave-one-out
     chosen: int | None
     reason: str
     list_sizes: np.ndarray
@@ -142,6 +150,18 @@ def _load_npy(uri: str) -> np.ndarray:
         return np.load(path)
 
 
+def _load_sample(uris: Sequence[str], counts: Sequence[int], d: int) -> np.ndarray:
+    """The training sample, its parts (``counts`` rows each) read straight into one array:
+    never the parts and their concatenation at once."""
+    sample = np.empty((sum(counts), d), np.float32)
+    row = 0
+    for uri, rows in zip(uris, counts):
+        with fs.local_copy(uri, suffix=".npy") as path:
+            sample[row : row + rows] = np.load(path, mmap_mode="r")
+        row += rows
+    return sample
+
+
 def make_template(params: IndexParams, d: int, sample: np.ndarray, seed: int) -> faiss.Index:
     """Empty trained index: the coordinate system every shard shares."""
     index = faiss.index_factory(d, params.factory, faiss.METRIC_INNER_PRODUCT)
@@ -162,9 +182,11 @@ def train_template(
     parts = sorted(parts, key=lambda p: p.shard)
     d = plan.space.dimensionality
     t_load = time.perf_counter()
-    trains = [_load_npy(p.train_path) for p in parts if p.train_path]
-    sample = np.concatenate(trains) if trains else np.empty((0, d), np.float32)
+    trained_from = [p for p in parts if p.train_path]
+    sample = _load_sample([p.train_path for p in trained_from],
+                          [len(plan.train_rows[p.shard]) for p in trained_from], d)
     queries = np.concatenate([p.queries for p in parts]) if parts else np.empty((0, d), np.float32)
+    gate_queries, gate_method = _gate_queries(queries, layout, d, config.seed)
     threads = config.faiss_threads or cores()
     faiss.omp_set_num_threads(threads)
     t0 = time.perf_counter()
@@ -175,6 +197,8 @@ def train_template(
         sha256=hashlib.sha256(faiss.serialize_index(index).tobytes()).hexdigest(),
         queries=queries,
         query_ids=plan.query_ids,
+        gate_queries=gate_queries,
+        gate_method=gate_method,
         sample_size=len(sample),
         sample_seconds=sum(p.seconds for p in parts) + t0 - t_load,
         sample_peak_rss=max([p.peak_rss for p in parts], default=0),
@@ -182,6 +206,23 @@ def train_template(
         threads=threads,
         peak_rss=rep.peak_rss_bytes(),
     )
+
+
+def _gate_queries(queries: np.ndarray, layout: IndexLayout, d: int, seed: int):
+    """(vectors, method): the user's embedded ``index.eval_queries`` when the build was given
+    them, else the query-like proxy of the held-out corpus vectors."""
+    if not fs.exists(layout.eval_queries):
+        return query_like(queries, seed), PROXY_METHOD
+    x = np.ascontiguousarray(_load_npy(layout.eval_queries), np.float32)
+    if x.ndim != 2 or x.shape[1] != d or not len(x):
+        raise ValueError(f"{layout.eval_queries}: eval queries of shape {x.shape}, index d={d}")
+    faiss.normalize_L2(x)
+    return x, (f"the user's {len(x)} queries (index.eval_queries, embedded with the query "
+               "prompt by the run's backend) vs exact inner-product search; ties count")
+
+
+def _all_queries(trained: "Trained") -> np.ndarray:
+    return np.concatenate([trained.queries, trained.gate_queries])
 
 
 def add_shard(
@@ -196,6 +237,7 @@ def add_shard(
     t0 = time.perf_counter()
     d = plan.space.dimensionality
     index = faiss.deserialize_index(template)
+    queries = _all_queries(trained)
     gt = None
     with contextlib.ExitStack() as stack:
         ids_path = stack.enter_context(local_output(layout.shard_ids(info.shard)))
@@ -219,15 +261,15 @@ def add_shard(
             )
             if store is not None:
                 store[start : start + len(x)] = x
-            if len(trained.queries):
-                part = exact_topk(trained.queries, x, ids)
+            if len(queries):
+                part = exact_topk(queries, x, ids)
                 gt = merge_topk([gt, part] if gt is not None else [part])
             rows = start + len(x)
     if rows != info.rows:
         raise ValueError(f"{info.path}: {rows} rows read, footer said {info.rows}")
     write_index(index, layout.shard_index(info.shard))
     if gt is None:
-        q = len(trained.queries)
+        q = len(queries)
         gt = (np.full((q, 0), -np.inf, np.float32), np.full((q, 0), -1, np.int64))
     return ShardResult(
         info.shard, rows, gt[0], gt[1], time.perf_counter() - t0, threads, rep.peak_rss_bytes()
@@ -268,7 +310,8 @@ def corpus_vectors(plan: IndexPlan, ids: np.ndarray) -> np.ndarray:
 def measure_recall(
     merged: Merged, plan: IndexPlan, trained: Trained, layout: IndexLayout, config: IndexConfig
 ) -> Measured:
-    """Sweep nprobe on the served index against the shards' exact neighbours."""
+    """Sweep nprobe on the served index against the shards' exact neighbours, for the
+    gate queries (which choose nprobe) and for held-out corpus vectors (reported)."""
     t0 = time.perf_counter()
     threads = config.faiss_threads or cores()
     faiss.omp_set_num_threads(threads)
@@ -278,21 +321,23 @@ def measure_recall(
     forced = (
         min(config.nprobe, nlist) if config.nprobe is not None and not plan.params.exact else None
     )
-    points = measure(
-        searcher,
-        trained.queries,
-        trained.query_ids,
-        gt_scores,
-        gt_ids,
-        nprobe_sweep(nlist, config.max_nprobe, forced),
-        functools.partial(corpus_vectors, plan),
+    sweep = nprobe_sweep(nlist, config.max_nprobe, forced)
+    vectors = functools.partial(corpus_vectors, plan)
+    nq = len(trained.queries)
+    corpus_points = measure(  # one run per nprobe: its QPS is the gate sweep's business
+        searcher, trained.queries, trained.query_ids, gt_scores[:nq], gt_ids[:nq], sweep, vectors,
+        runs_max=1,
     )
+    no_self = np.full(len(trained.gate_queries), -1, np.int64)
+    points = measure(searcher, trained.gate_queries, no_self, gt_scores[nq:], gt_ids[nq:], sweep,
+                     vectors, runs_max=2)
     chosen, reason = choose_nprobe(points, config.target_recall_at_10, forced)
     if plan.params.exact and chosen is not None:
         reason = f"1: the single list holds every vector (exact); measured recall@10 {points[0].recall_at_10:.3f}"
     return Measured(
         merged,
         tuple(points),
+        tuple(corpus_points),
         chosen,
         reason,
         searcher.list_sizes(),

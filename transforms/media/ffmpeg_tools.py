@@ -293,10 +293,20 @@ class FfmpegTool:
 
     def scan_packets(self, path: str, selectors: Sequence[str]) -> PacketScan:
         """Exact packet extents and keyframes of the selected streams (e.g. ``"V:0"``)."""
-        inp = ffmpeg.input(input_path(path))
+        return self.scan_packets_many([path], selectors)[0]
+
+    def scan_packets_many(self, paths: Sequence[str], selectors: Sequence[str]) -> list[PacketScan]:
+        """``scan_packets`` of each file, all in one ffmpeg run (one framecrc output per
+        input): the same scans for one process start instead of one per file."""
         with tempfile.TemporaryDirectory(prefix="embedpipe-scan-") as tmp:
-            out = os.path.join(tmp, "packets.crc")
-            stream = ffmpeg.output(*(inp[s] for s in selectors), out, c="copy", f="framecrc")
-            self.run(stream)
-            with open(out, encoding="utf-8", errors="replace") as fh:
-                return parse_framecrc(fh)
+            outs = [os.path.join(tmp, f"packets{i}.crc") for i in range(len(paths))]
+            streams = []
+            for path, out in zip(paths, outs):
+                inp = ffmpeg.input(input_path(path))
+                streams.append(ffmpeg.output(*(inp[s] for s in selectors), out, c="copy", f="framecrc"))
+            self.run(ffmpeg.merge_outputs(*streams))
+            scans = []
+            for out in outs:
+                with open(out, encoding="utf-8", errors="replace") as fh:
+                    scans.append(parse_framecrc(fh))
+            return scans

@@ -202,10 +202,13 @@ def _segment_pass(
     return sorted(glob.glob(os.path.join(out_dir, f"piece*.{spec.segment_format}")))
 
 
-def _problem(tool: FfmpegTool, path: str, spec: CutSpec, window: Window | None) -> str | None:
-    """Why a piece is unusable, or ``None``; with ``window`` also check it matches the plan."""
+def _problem(tool: FfmpegTool, path: str, spec: CutSpec, window: Window | None,
+             scan: PacketScan | None = None) -> str | None:
+    """Why a piece is unusable, or ``None``; with ``window`` also check it matches the plan.
+    ``scan`` is the piece's packet scan when it was made already (one run for a pass)."""
     size = os.path.getsize(path)
-    span = tool.scan_packets(path, [s + "?" for s in spec.streams]).span
+    scan = scan or tool.scan_packets(path, [s + "?" for s in spec.streams])
+    span = scan.span
     if span <= 0:
         return "the piece has no packets"
     if span > spec.max_seconds or size > spec.max_bytes:
@@ -213,6 +216,20 @@ def _problem(tool: FfmpegTool, path: str, spec: CutSpec, window: Window | None) 
     if window is not None and abs(span - window.duration) > PLAN_TOLERANCE_SECONDS:
         return f"{span:.2f} s instead of the planned {window.duration:.2f} s"
     return None
+
+
+def _scan_pieces(tool: FfmpegTool, pieces: Sequence[str | None], spec: CutSpec) -> list:
+    """Packet scans of a pass's pieces in one ffmpeg run; None where a piece is missing,
+    and for all of them when that run fails (each piece is then scanned on its own, so
+    the good ones before a bad one are still kept)."""
+    present = [p for p in pieces if p is not None]
+    if not present:
+        return [None] * len(pieces)
+    try:
+        scans = iter(tool.scan_packets_many(present, [s + "?" for s in spec.streams]))
+    except FfmpegError:
+        return [None] * len(pieces)
+    return [None if p is None else next(scans) for p in pieces]
 
 
 def _recut(
@@ -265,12 +282,14 @@ def cut_windows(
             if len(pieces) != len(starts):
                 log.warning("expected %d pieces, got %d: re-cutting each", len(starts), len(pieces))
                 pieces = [None] * len(starts)
+            scans = _scan_pieces(tool, pieces, spec)
             for window in group:
-                path = pieces[starts.index(window.start)]
+                at = starts.index(window.start)
+                path = pieces[at]
                 why = (
                     "the cut did not produce it"
                     if path is None
-                    else _problem(tool, path, spec, window)
+                    else _problem(tool, path, spec, window, scans[at])
                 )
                 if why is not None:
                     path = _recut(tool, src, window, spec, out_dir, why)
