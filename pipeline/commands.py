@@ -198,9 +198,11 @@ def cmd_redrive(args, beam_args) -> int:
 
 def cmd_index(args, beam_args) -> int:
     ctx = _existing_context(args, beam_args)
-    from pipeline.run import build_index
+    from pipeline.run import build_index, refresh_manifest_index
 
-    print_json(build_index(ctx, requested=True))
+    report = build_index(ctx, requested=True)
+    refresh_manifest_index(ctx, report)
+    print_json(report)
     return EXIT_OK
 
 

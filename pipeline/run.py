@@ -518,10 +518,8 @@ def finish(ctx: RunContext, plan: dict, index_report: dict) -> tuple[dict, int]:
     objects = listing_counts(ctx.paths)
     dead_chunks = _count_lines(fs.join(ctx.paths.deadletters, "collect*.jsonl"))
     dead_objects = objects["by_status"].get("dead", 0)
-    outputs = {}
-    for sub in ("requests", "embeddings", "deadletters", "listing", "index", "results"):
-        for path, _ in fs.match(fs.join(ctx.paths.root, sub, "**")):
-            outputs[path[len(ctx.paths.root) + 1 :]] = checksum(path)
+    outputs = output_checksums(ctx, ("requests", "embeddings", "deadletters", "listing", "index",
+                                     "results"))
     c = ctx.settings.config
     state = read_json(ctx.paths.run_state)
     records = Ledger(ctx.paths.ledger).all()
@@ -582,6 +580,26 @@ def finish(ctx: RunContext, plan: dict, index_report: dict) -> tuple[dict, int]:
     write_json(ctx.paths.current, {"run_id": ctx.paths.run_id, "manifest": ctx.paths.manifest})
     release_slot(ctx.settings)
     return manifest, 3 if manifest["deadletters"]["over_tolerance"] else 0
+
+
+def output_checksums(ctx: RunContext, subfolders) -> dict[str, str]:
+    """The run's files under ``subfolders``, by path within the run, with their checksums."""
+    root = ctx.paths.root
+    return {path[len(root) + 1 :]: checksum(path)
+            for sub in subfolders for path, _ in fs.match(fs.join(root, sub, "**"))}
+
+
+def refresh_manifest_index(ctx: RunContext, report: dict) -> None:
+    """After ``embedpipe index`` on a finished run: its manifest describes the new index
+    (summary and the checksums of ``index/``), so it keeps matching the run's files."""
+    if not fs.exists(ctx.paths.manifest):
+        return
+    manifest = read_json(ctx.paths.manifest)
+    outputs = {k: v for k, v in manifest["outputs"].items() if not k.startswith("index/")}
+    manifest["outputs"] = {**outputs, **output_checksums(ctx, ("index",))}
+    manifest["index"] = _index_summary(report)
+    manifest["index_rebuilt_at"] = _now()
+    write_json(ctx.paths.manifest, manifest)
 
 
 def phase_counts(plan: dict, records, counts: dict | None = None, outputs: dict | None = None,

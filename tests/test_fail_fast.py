@@ -4,6 +4,7 @@ items 4–13). All through the real ``embedpipe`` process.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -325,5 +326,12 @@ def test_a_failed_index_keeps_the_run_and_says_how_to_rebuild(corpus, tmp_path):
     assert "embedpipe index" in query.stderr
     rebuilt = embedpipe("index", "--output", str(out), "--set", "index.target_recall_at_10=0.9", env=env)
     assert rebuilt.returncode == 0, rebuilt.explain()
+    manifest = read_json(only_run(out) / "manifest.json")  # describes the index now on disk
+    assert manifest["index"]["built"] is True and manifest["index"]["ntotal"] == len(TEXTS)
+    index_files = sorted(p.relative_to(only_run(out)).as_posix()
+                         for p in (only_run(out) / "index").rglob("*") if p.is_file())
+    assert sorted(k for k in manifest["outputs"] if k.startswith("index/")) == index_files
+    for name in index_files:
+        assert manifest["outputs"][name] == hashlib.sha256((only_run(out) / name).read_bytes()).hexdigest()
     again = embedpipe("query", "--output", str(out), "glaciers", "-k", "1", "--json", env=env)
     assert json.loads(again.stdout)[0]["source_uri"].endswith("glaciers.txt")
