@@ -99,7 +99,7 @@ def test_threads_racing_to_create_exactly_one_wins(ledger_dir):
 def _process_racer(ledger_dir, name, i, barrier, out) -> None:
     try:
         ledger = Ledger(ledger_dir)
-        barrier.wait(timeout=30)
+        barrier.wait(timeout=90)
         won = ledger.create(_record(name, owner=f"process-{i}"))
         seen = ledger.get(name)
         out.put((i, won, seen.owner if seen else None, None))
@@ -108,10 +108,11 @@ def _process_racer(ledger_dir, name, i, barrier, out) -> None:
 
 
 def test_processes_racing_to_create_exactly_one_wins(ledger_dir):
-    # fork: children reuse the already imported modules (spawn would re-import Beam, ~3 s
-    # each); the environment (STORAGE_EMULATOR_HOST, ...) is inherited either way, and
-    # every child builds its own storage client.
-    ctx = multiprocessing.get_context("fork")
+    # spawn, not fork: the test process runs threads (the session's Dask cluster, storage
+    # clients), and a fork taken while one holds a lock can hang its child. Each child
+    # imports afresh (a few seconds), inherits the environment (STORAGE_EMULATOR_HOST, ...)
+    # and builds its own storage client.
+    ctx = multiprocessing.get_context("spawn")
     name = "req-process-race"
     n = 4
     barrier = ctx.Barrier(n)
@@ -123,9 +124,9 @@ def test_processes_racing_to_create_exactly_one_wins(ledger_dir):
     for p in procs:
         p.start()
     try:
-        results = [out.get(timeout=60) for _ in range(n)]
+        results = [out.get(timeout=120) for _ in range(n)]
     except queue.Empty:
-        pytest.fail("a racing process did not report within 60 s")
+        pytest.fail("a racing process did not report within 120 s")
     finally:
         for p in procs:
             p.join(timeout=10)
