@@ -95,7 +95,9 @@ class AirflowHome:
         self.db = root / "airflow.db"
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = cli_env()  # no key and no crash point leaks in from the test environment
+        # No key, no crash point and no GCS emulator address leaks in from the test
+        # environment: a DAG run gets what its test gives it.
+        env = {k: v for k, v in cli_env().items() if k != "STORAGE_EMULATOR_HOST"}
         env.update({
             "AIRFLOW_HOME": str(self.root),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
@@ -111,8 +113,13 @@ class AirflowHome:
     def dags_test(self, dag_id: str, logical_date: str, conf: dict, *,
                   env: dict | None = None, timeout: float = 420) -> DagTest:
         started = time.monotonic()
-        proc = self.airflow("dags", "test", dag_id, logical_date, "--conf", json.dumps(conf),
-                            env=env, timeout=timeout)
+        try:
+            proc = self.airflow("dags", "test", dag_id, logical_date, "--conf", json.dumps(conf),
+                                env=env, timeout=timeout)
+        except subprocess.TimeoutExpired as hung:  # its output comes back as bytes
+            log = (hung.output or b"").decode(errors="replace")
+            pytest.fail(f"`airflow dags test {dag_id}` did not end within {timeout:.0f}s; log tail:\n"
+                        f"{log[-8000:]}", pytrace=False)
         rows = query(self.db, "SELECT id, state FROM dag_run WHERE dag_id=? ORDER BY id DESC LIMIT 1",
                      dag_id)
         assert rows, f"`airflow dags test {dag_id}` created no run:\n{proc.stdout[-4000:]}"
