@@ -111,16 +111,18 @@ def part_rows(output: Path, run_id: str) -> list[dict]:
 
 @pytest.mark.parametrize("storage", ["local", "gs"], indirect=True)
 def test_nightly_pays_only_for_what_changed(airflow_home, storage, tmp_path):
-    with standalone_emulator(tmp_path / "emulator", pending_seconds=15) as (_, base_url, key):
+    with standalone_emulator(tmp_path / "emulator") as (server, base_url, key):
+        # Batch jobs stay PENDING until the wait has deferred; then they end at once.
+        server.hold_jobs()
         conf = {
-            "config": LOCAL, "output": storage.output, "sources": storage.sources, "poll_seconds": 2,
+            "config": LOCAL, "output": storage.output, "sources": storage.sources, "poll_seconds": 1,
             "overrides": ["backend=gemini", f"gemini.base_url={base_url}", *FAST], "env": storage.env,
         }
         # The key reaches the launching processes through a connection, nowhere else.
         env = {"AIRFLOW_CONN_EMBEDPIPE_GEMINI": json.dumps({"conn_type": "embedpipe", "password": key})}
 
         def run(day: str):
-            return airflow_home.dags_test("embedpipe_nightly", day, conf, env=env)
+            return airflow_home.dags_test("embedpipe_nightly", day, conf, env=env, on_defer=server.release_jobs)
 
         first = run("2026-11-01")
         assert first.returncode == 0 and first.state == "success", first.explain()
