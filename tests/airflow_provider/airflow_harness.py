@@ -115,10 +115,11 @@ class AirflowHome:
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
 
     def dags_test(self, dag_id: str, logical_date: str, conf: dict, *, env: dict | None = None,
-                  timeout: float = 420, on_defer: Callable[[], object] | None = None) -> DagTest:
-        """Run ``airflow dags test`` to its end. ``on_defer`` is called once, while the run
-        goes on, as soon as one of its tasks has deferred (e.g. to let the emulator end the
-        batch jobs it holds only then, so the wait defers without a race against time)."""
+                  timeout: float = 420, on_wait: Callable[[], object] | None = None) -> DagTest:
+        """Run ``airflow dags test`` to its end. ``on_wait`` is called once, while the run
+        goes on, as soon as one of its tasks has deferred or been rescheduled (e.g. to let
+        the emulator end the batch jobs it holds only then: the wait then really waits,
+        without a race against the clock)."""
         started = time.monotonic()
         newest = self._newest_run(dag_id)
         with tempfile.TemporaryFile("w+") as out:
@@ -128,9 +129,9 @@ class AirflowHome:
                 start_new_session=True,  # its own process group: a hung run is killed with its children
             )
             while proc.poll() is None:
-                if on_defer is not None and self._deferred_since(dag_id, newest):
-                    on_defer()
-                    on_defer = None
+                if on_wait is not None and self._waiting_since(dag_id, newest):
+                    on_wait()
+                    on_wait = None
                 if time.monotonic() - started > timeout:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
@@ -148,12 +149,13 @@ class AirflowHome:
     def _newest_run(self, dag_id: str) -> int | None:
         return query(self.db, "SELECT max(id) FROM dag_run WHERE dag_id=?", dag_id)[0][0]
 
-    def _deferred_since(self, dag_id: str, newest: int | None) -> bool:
-        """Whether a task of a run newer than ``newest`` is (or was) deferred."""
+    def _waiting_since(self, dag_id: str, newest: int | None) -> bool:
+        """Whether a task of a run newer than ``newest`` has deferred or been rescheduled."""
         try:
             return bool(query(
                 self.db, "SELECT 1 FROM task_instance ti JOIN dag_run dr ON ti.dag_id = dr.dag_id "
-                "AND ti.run_id = dr.run_id WHERE dr.dag_id=? AND dr.id > ? AND ti.trigger_id IS NOT NULL",
+                "AND ti.run_id = dr.run_id WHERE dr.dag_id=? AND dr.id > ? AND (ti.trigger_id IS NOT NULL "
+                "OR EXISTS (SELECT 1 FROM task_reschedule tr WHERE tr.ti_id = ti.id))",
                 dag_id, newest or 0))
         except sqlite3.OperationalError:  # the writer holds a lock for a moment: ask again
             return False

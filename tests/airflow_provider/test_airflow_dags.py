@@ -101,6 +101,12 @@ def storage(request, tmp_path) -> Storage:
     return place
 
 
+def end_held_jobs(server) -> None:
+    """Stop holding new batch jobs and let the held ones end (once the wait waits)."""
+    server.hold_jobs(None)
+    server.release_jobs()
+
+
 def part_rows(output: Path, run_id: str) -> list[dict]:
     """Rows this run embedded itself (part-*, not the carried ones)."""
     rows = []
@@ -112,8 +118,6 @@ def part_rows(output: Path, run_id: str) -> list[dict]:
 @pytest.mark.parametrize("storage", ["local", "gs"], indirect=True)
 def test_nightly_pays_only_for_what_changed(airflow_home, storage, tmp_path):
     with standalone_emulator(tmp_path / "emulator") as (server, base_url, key):
-        # Batch jobs stay PENDING until the wait has deferred; then they end at once.
-        server.hold_jobs()
         conf = {
             "config": LOCAL, "output": storage.output, "sources": storage.sources, "poll_seconds": 1,
             "overrides": ["backend=gemini", f"gemini.base_url={base_url}", *FAST], "env": storage.env,
@@ -122,7 +126,9 @@ def test_nightly_pays_only_for_what_changed(airflow_home, storage, tmp_path):
         env = {"AIRFLOW_CONN_EMBEDPIPE_GEMINI": json.dumps({"conn_type": "embedpipe", "password": key})}
 
         def run(day: str):
-            return airflow_home.dags_test("embedpipe_nightly", day, conf, env=env, on_defer=server.release_jobs)
+            server.hold_jobs()  # batch jobs stay PENDING until the wait has deferred
+            return airflow_home.dags_test("embedpipe_nightly", day, conf, env=env,
+                                          on_wait=lambda: end_held_jobs(server))
 
         first = run("2026-11-01")
         assert first.returncode == 0 and first.state == "success", first.explain()
@@ -188,24 +194,29 @@ def test_nightly_pays_only_for_what_changed(airflow_home, storage, tmp_path):
     assert [p for p in output.rglob("*") if p.is_file() and key.encode() in p.read_bytes()] == []
 
 
-def test_task_retries_never_pay_twice(airflow_home, storage):
-    conf = {
-        "config": LOCAL, "output": storage.output, "sources": storage.sources,
-        "overrides": ["emulator.pending_seconds=20", "requests.max_lines_per_file=2", *FAST],
-    }
-    probe = airflow_home.dags_test("embedpipe_retry_probe", "2026-11-01", conf)
+def test_task_retries_never_pay_twice(airflow_home, storage, tmp_path):
+    state_dir = tmp_path / "emulator"
+    with standalone_emulator(state_dir) as (server, base_url, key):
+        conf = {
+            "config": LOCAL, "output": storage.output, "sources": storage.sources,
+            "overrides": ["backend=gemini", f"gemini.base_url={base_url}", "requests.max_lines_per_file=2",
+                          *FAST],
+        }
+        server.hold_jobs()  # until the wait has been rescheduled once
+        # The probe's operators take the key from the worker's environment (no connection).
+        probe = airflow_home.dags_test("embedpipe_retry_probe", "2026-11-01", conf, env={"GEMINI_API_KEY": key},
+                                       on_wait=lambda: end_held_jobs(server))
     assert probe.returncode == 0 and probe.state == "success", probe.explain()
     # The first try of each was SIGKILLed (after creating a batch job; after writing a
     # Parquet part); Airflow retried it and the retry finished the step.
     assert probe.task("submit") == ("success", 2), probe.explain()
     assert probe.task("collect") == ("success", 2), probe.explain()
     assert "was killed by signal 9" in probe.log, probe.explain()
-    # The non-deferrable wait: reschedule mode freed the slot between checks (the jobs
-    # stay pending 20 s, longer than the retried submit leaves before the first check).
+    # The non-deferrable wait: reschedule mode freed the slot between checks.
     assert probe.task("wait") == ("success", 1) and probe.reschedules("wait") >= 1
     assert probe.triggers("wait") == []
     run_dir = storage.local_output / "runs" / probe.xcom("submit", key="run_id")
-    books = emulator_stats(storage.local_output / ".emulator")
+    books = emulator_stats(state_dir)
     jobs = assert_one_success_per_request_file(run_dir, books)
     assert len(books["jobs"]) == len(jobs) >= 2  # one job per request file, none created twice
     assert all(len(mine) == 1 for mine in jobs.values())
