@@ -225,6 +225,20 @@ class EmbedpipeHook(BaseHook):
             "".join(lines[-STDERR_TAIL_LINES:]),
         )
 
+    def read_run_files(self, *uris: str) -> list:
+        """JSON files a run wrote (plan, manifest, run state), read by a child with the
+        children's environment (without the key) and working directory, so they come
+        from the storage the ``embedpipe`` children wrote to (``run_files``)."""
+        argv = [sys.executable, "-m", "embedpipe_airflow.run_files", *uris]
+        proc = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, env=self._child_env(None),
+            cwd=self.cwd, text=True, errors="replace",
+        )
+        if proc.returncode != 0:
+            tail = "".join(proc.stderr.splitlines(keepends=True)[-STDERR_TAIL_LINES:])
+            raise AirflowException(f"reading {', '.join(uris)} exited {proc.returncode}:\n{tail.rstrip()}")
+        return json.loads(proc.stdout)
+
     def terminate(self) -> None:
         """Stop a running child (``on_kill``); a ledger-guarded step resumes on retry."""
         if self._proc is not None and self._proc.poll() is None:

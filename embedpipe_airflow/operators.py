@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from embedpipe_airflow.hooks import CliResult, EmbedpipeHook, raise_for_exit
 from pipeline.cli import EXIT_DEADLETTERS
-from pipeline.run_layout import RunPaths, read_json
+from pipeline.run_layout import RunPaths
 
 LAUNCH_FIELDS = ("gemini_conn_id", "env")
 
@@ -44,6 +44,10 @@ class EmbedpipeLaunchMixin:
             return self._hook.run(args)
         finally:
             self._hook = None
+
+    def read_run_files(self, *uris: str) -> list:
+        """Read a run's JSON files where the child wrote them (``EmbedpipeHook.read_run_files``)."""
+        return EmbedpipeHook(**self.launch_kwargs()).read_run_files(*uris)
 
     def on_kill(self) -> None:
         if self._hook is not None:
@@ -144,7 +148,8 @@ class EmbedpipeSubmitOperator(EmbedpipeLaunchMixin, BaseOperator):
         )
         raise_for_exit(result)
         run_id = result.last_line()
-        summary = plan_summary(run_id, self.output_uri, read_json(RunPaths(self.output_uri, run_id).plan))
+        (plan,) = self.read_run_files(RunPaths(self.output_uri, run_id).plan)
+        summary = plan_summary(run_id, self.output_uri, plan)
         self.log.info(
             "run %s: %d request file(s), %d token(s) planned, estimated batch cost $%.4f",
             run_id, summary["request_files"], summary["tokens_planned"],
@@ -186,14 +191,16 @@ class EmbedpipeCollectOperator(EmbedpipeLaunchMixin, BaseOperator):
 
     def execute(self, context) -> dict:
         result = self.run_cli(["collect", "--output", self.output_uri, "--run", self.run_id])
-        if result.returncode == EXIT_DEADLETTERS:
-            paths = RunPaths(self.output_uri, self.run_id)
-            summary = manifest_summary(paths, read_json(paths.manifest))
-            context["ti"].xcom_push(key="manifest", value=summary)
-            raise AirflowFailException(deadletter_message(paths, summary))
-        raise_for_exit(result)
         paths = RunPaths(self.output_uri, self.run_id)
-        summary = manifest_summary(paths, read_json(paths.manifest))
+        if result.returncode == EXIT_DEADLETTERS:
+            manifest, run_state = self.read_run_files(paths.manifest, paths.run_state)
+            summary = manifest_summary(paths, manifest)
+            context["ti"].xcom_push(key="manifest", value=summary)
+            raise AirflowFailException(
+                deadletter_message(paths, summary, run_state["config"]["deadletter_tolerance"]))
+        raise_for_exit(result)
+        (manifest,) = self.read_run_files(paths.manifest)
+        summary = manifest_summary(paths, manifest)
         self.log.info(
             "run %s: %d row(s) embedded, %d carried, %d token(s) billed",
             self.run_id, summary["counts"]["embedded_rows"], summary["counts"]["carried_rows"],
@@ -202,9 +209,8 @@ class EmbedpipeCollectOperator(EmbedpipeLaunchMixin, BaseOperator):
         return summary
 
 
-def deadletter_message(paths: RunPaths, summary: dict) -> str:
+def deadletter_message(paths: RunPaths, summary: dict, tolerance: float) -> str:
     counts = summary["counts"]
-    tolerance = read_json(paths.run_state)["config"]["deadletter_tolerance"]
     return (
         f"run {paths.run_id}: dead letters exceed deadletter_tolerance={tolerance}: "
         f"{counts['dead_objects']} dead object(s) and {counts['dead_chunks']} dead chunk(s) "

@@ -52,15 +52,17 @@ def api_key(emulator, monkeypatch):
     return emulator[2]
 
 
-def write_config(path: Path, base_url: str, migration: dict | None = None, **top) -> Path:
-    """A migration config for the target model, talking to ``base_url`` like the real API."""
+def write_config(path: Path, base_url: str, migration: dict | None = None, *,
+                 key_env: str = KEY_ENV, **top) -> Path:
+    """A migration config for the target model, talking to ``base_url`` like the real API,
+    with the key in ``key_env``."""
     tree = {
         "backend": "gemini",
         "model": "gemini-embedding-2",
         "dimensionality": 768,
         "limits_dir": str(CONFIGS / "limits"),
         "pricing_file": str(CONFIGS / "pricing.yaml"),
-        "gemini": {"base_url": base_url, "api_key_env": KEY_ENV, "poll_interval_s": 0.05,
+        "gemini": {"base_url": base_url, "api_key_env": key_env, "poll_interval_s": 0.05,
                    "max_poll_interval_s": 0.2, "retry_attempts": 2},
         "index": {"memory_budget": "1G"},
         "migration": {"task_types_file": str(CONFIGS / "task_types.yaml"), **(migration or {})},

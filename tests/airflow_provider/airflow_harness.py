@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from run_helpers import cli_env
@@ -95,7 +99,9 @@ class AirflowHome:
         self.db = root / "airflow.db"
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = cli_env()  # no key and no crash point leaks in from the test environment
+        # No key, no crash point and no GCS emulator address leaks in from the test
+        # environment: a DAG run gets what its test gives it.
+        env = {k: v for k, v in cli_env().items() if k != "STORAGE_EMULATOR_HOST"}
         env.update({
             "AIRFLOW_HOME": str(self.root),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
@@ -108,16 +114,51 @@ class AirflowHome:
         return subprocess.run([str(AIRFLOW), *args], env=self.env(env), cwd=REPO, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
 
-    def dags_test(self, dag_id: str, logical_date: str, conf: dict, *,
-                  env: dict | None = None, timeout: float = 420) -> DagTest:
+    def dags_test(self, dag_id: str, logical_date: str, conf: dict, *, env: dict | None = None,
+                  timeout: float = 420, on_wait: Callable[[], object] | None = None) -> DagTest:
+        """Run ``airflow dags test`` to its end. ``on_wait`` is called once, while the run
+        goes on, as soon as one of its tasks has deferred or been rescheduled (e.g. to let
+        the emulator end the batch jobs it holds only then: the wait then really waits,
+        without a race against the clock)."""
         started = time.monotonic()
-        proc = self.airflow("dags", "test", dag_id, logical_date, "--conf", json.dumps(conf),
-                            env=env, timeout=timeout)
+        newest = self._newest_run(dag_id)
+        with tempfile.TemporaryFile("w+") as out:
+            proc = subprocess.Popen(
+                [str(AIRFLOW), "dags", "test", dag_id, logical_date, "--conf", json.dumps(conf)],
+                env=self.env(env), cwd=REPO, text=True, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: a hung run is killed with its children
+            )
+            while proc.poll() is None:
+                if on_wait is not None and self._waiting_since(dag_id, newest):
+                    on_wait()
+                    on_wait = None
+                if time.monotonic() - started > timeout:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    out.seek(0)
+                    pytest.fail(f"`airflow dags test {dag_id}` did not end within {timeout:.0f}s; "
+                                f"log tail:\n{out.read()[-8000:]}", pytrace=False)
+                time.sleep(0.2)
+            out.seek(0)
+            log = out.read()
         rows = query(self.db, "SELECT id, state FROM dag_run WHERE dag_id=? ORDER BY id DESC LIMIT 1",
                      dag_id)
-        assert rows, f"`airflow dags test {dag_id}` created no run:\n{proc.stdout[-4000:]}"
-        return DagTest(dag_id, proc.returncode, proc.stdout, self.db, *rows[0],
-                       seconds=time.monotonic() - started)
+        assert rows and rows[0][0] != newest, f"`airflow dags test {dag_id}` created no run:\n{log[-4000:]}"
+        return DagTest(dag_id, proc.returncode, log, self.db, *rows[0], seconds=time.monotonic() - started)
+
+    def _newest_run(self, dag_id: str) -> int | None:
+        return query(self.db, "SELECT max(id) FROM dag_run WHERE dag_id=?", dag_id)[0][0]
+
+    def _waiting_since(self, dag_id: str, newest: int | None) -> bool:
+        """Whether a task of a run newer than ``newest`` has deferred or been rescheduled."""
+        try:
+            return bool(query(
+                self.db, "SELECT 1 FROM task_instance ti JOIN dag_run dr ON ti.dag_id = dr.dag_id "
+                "AND ti.run_id = dr.run_id WHERE dr.dag_id=? AND dr.id > ? AND (ti.trigger_id IS NOT NULL "
+                "OR EXISTS (SELECT 1 FROM task_reschedule tr WHERE tr.ti_id = ti.id))",
+                dag_id, newest or 0))
+        except sqlite3.OperationalError:  # the writer holds a lock for a moment: ask again
+            return False
 
     def files_containing(self, needle: str) -> list[Path]:
         data = needle.encode()

@@ -13,7 +13,7 @@ from run_helpers import LOCAL, cli_env, embedpipe
 
 import embedpipe_airflow
 from embedpipe_airflow.hooks import CliResult, EmbedpipeHook, raise_for_exit, resolve_executable
-from embedpipe_airflow.operators import EmbedpipeCollectOperator
+from embedpipe_airflow.operators import EmbedpipeCollectOperator, EmbedpipeSubmitOperator
 from embedpipe_airflow.sensors import EmbedpipeRunSensor
 from embedpipe_airflow.triggers import EmbedpipeRunTrigger
 
@@ -163,3 +163,22 @@ def test_collect_over_deadletter_tolerance_fails_without_retry_and_names_the_num
     assert f"embedpipe redrive --output {output} --run {run_id}" in message
     counts = ti.pushed["manifest"]["counts"]
     assert counts["dead_objects"] == 1 and counts["embedded_rows"] == counts["chunks"] >= 1
+
+
+@pytest.mark.slow
+def test_operators_read_the_run_where_their_child_wrote_it(tmp_path):
+    """A relative output resolves from ``cwd`` in the child; the plan and manifest the
+    operators return must be read from there too, not from the task process's directory."""
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "notes.txt").write_text("glacier moraine fjord " * 50)
+    launch = {"cwd": str(tmp_path)}
+    submit = EmbedpipeSubmitOperator(task_id="submit", config=LOCAL, output_uri="out", sources=["corpus"],
+                                     overrides=["index.enabled=false"], **launch)
+    ti = RecordingTaskInstance()
+    submitted = submit.execute({"ti": ti})
+    assert submitted["objects"]["listed"] == 1 and submitted["request_files"] == 1
+    assert Path(tmp_path, "out", "runs", ti.pushed["run_id"], "plan.json").is_file()
+    collected = EmbedpipeCollectOperator(task_id="collect", output_uri="out", run_id=ti.pushed["run_id"],
+                                         **launch).execute({"ti": ti})
+    assert collected["counts"]["embedded_rows"] == collected["counts"]["chunks"] >= 1
+    assert collected["tokens"]["billed"] == submitted["tokens_planned"] > 0
