@@ -32,15 +32,24 @@ demo: install
 demo-migrate: install
 	$(PY) scripts/demo_migrate.py
 
-test: install
-	$(PY) -m pytest -q
-	$(MAKE) test-airflow
+# The base suite and the Airflow DAG tests run side by side (the DAG tests mostly wait on
+# Airflow's start-up and the trigger's polls); the Airflow log is printed after the base
+# suite's, and either failing fails `make test`.
+test: install install-airflow
+	@$(AIRFLOW_TEST) > $(AIRFLOW_VENV)/test-airflow.log 2>&1 & airflow=$$!; \
+	$(PY) -m pytest -q; base=$$?; \
+	wait $$airflow; af=$$?; \
+	echo "== make test-airflow: tests/airflow_provider (exit $$af) =="; \
+	cat $(AIRFLOW_VENV)/test-airflow.log; \
+	test $$base -eq 0 && test $$af -eq 0
 
 # The Airflow operators and shipped DAGs, run with `airflow dags test` (tests/airflow_provider/).
 # A private --basetemp: the session keeps an Airflow home (SQLite) for minutes, and pytest
 # runs of other checkouts on the same machine prune the shared /tmp/pytest-of-<user>.
+AIRFLOW_TEST = $(AIRFLOW_PY) -m pytest -q --basetemp=$(AIRFLOW_VENV)/pytest-tmp tests/airflow_provider
+
 test-airflow: install-airflow
-	$(AIRFLOW_PY) -m pytest -q --basetemp=$(AIRFLOW_VENV)/pytest-tmp tests/airflow_provider
+	$(AIRFLOW_TEST)
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"

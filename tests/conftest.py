@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -23,6 +24,13 @@ EMULATOR_KEY = "sk-emulator-SECRET-4242"  # distinctive, so tests can prove it n
 
 PINNED_FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 os.environ["EMBEDPIPE_FFMPEG"] = PINNED_FFMPEG
+
+# Tests stop embedpipe processes with Ctrl-C (SIGINT) as a user would. A CI that starts
+# the suite in the background (a non-interactive shell's `&`, nohup) hands it SIGINT
+# ignored, which every child would inherit and Python would keep: give the suite Python's
+# own handler, so the children it starts get the default disposition at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Never let google-auth probe a metadata server from tests.
 os.environ.setdefault("NO_GCE_CHECK", "true")
