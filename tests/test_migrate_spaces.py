@@ -75,6 +75,25 @@ def test_a_query_is_never_searched_in_the_other_models_index(migrated, emulator)
     assert hits and all(h["source_uri"].endswith(f"#{h['chunk_id']}") for h in hits)
 
 
+def test_batch_queries_follow_the_serving_models_convention(migrated, capsys, tmp_path):
+    """``query --queries`` through serving.json on the legacy side: each line is embedded as
+    gemini-embedding-001 expects (raw text + taskType), exactly as a one-query call is."""
+    out, _, _ = migrated
+    assert json.loads((out / "serving.json").read_text())["model"] == "gemini-embedding-001"
+    texts = ["erupting volcanoes", "marathon training plan"]
+    queries = tmp_path / "queries.txt"
+    queries.write_text("\n".join(texts) + "\n")
+    capsys.readouterr()
+    assert main(["query", "--output", str(out), "--queries", str(queries), "-k", "3"]) == 0
+    batch = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["query"] for r in batch] == texts
+    for result, text in zip(batch, texts):
+        assert main(["query", "--output", str(out), "--json", "-k", "3", text]) == 0
+        single = json.loads(capsys.readouterr().out)
+        assert [h["chunk_id"] for h in result["hits"]] == [h["chunk_id"] for h in single]
+        assert [h["score"] for h in result["hits"]] == pytest.approx([h["score"] for h in single], abs=1e-5)
+
+
 def test_a_serving_pointer_that_disagrees_with_its_index_is_refused(migrated, capsys, emulator):
     out, legacy, shadow = migrated
     serving = json.loads((out / "serving.json").read_text())
