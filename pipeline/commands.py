@@ -198,11 +198,9 @@ def cmd_redrive(args, beam_args) -> int:
 
 def cmd_index(args, beam_args) -> int:
     ctx = _existing_context(args, beam_args)
-    from pipeline.run import build_index, refresh_manifest_index
+    from pipeline.run import rebuild_index
 
-    report = build_index(ctx, requested=True)
-    refresh_manifest_index(ctx, report)
-    print_json(report)
+    print_json(rebuild_index(ctx))
     return EXIT_OK
 
 

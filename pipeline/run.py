@@ -589,6 +589,25 @@ def output_checksums(ctx: RunContext, subfolders) -> dict[str, str]:
             for sub in subfolders for path, _ in fs.match(fs.join(root, sub, "**"))}
 
 
+def rebuild_index(ctx: RunContext) -> dict:
+    """``embedpipe index``: (re)build a run's index. A finished run's manifest follows
+    what is now on disk, also when the new index failed its recall gate."""
+    from transforms.index.recall import RecallTargetUnreachable
+
+    try:
+        report = build_index(ctx, requested=True)
+    except RecallTargetUnreachable as exc:
+        refresh_manifest_index(ctx, index_failure(exc))
+        raise
+    refresh_manifest_index(ctx, report)
+    return report
+
+
+def index_failure(exc: Exception) -> dict:
+    """The manifest's index section for an index that could not be built."""
+    return {"built": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
 def refresh_manifest_index(ctx: RunContext, report: dict) -> None:
     """After ``embedpipe index`` on a finished run: its manifest describes the new index
     (summary and the checksums of ``index/``), so it keeps matching the run's files."""
@@ -700,7 +719,7 @@ def complete(ctx: RunContext, plan: dict) -> tuple[dict, int, list[str]]:
     try:
         report = build_index(ctx)
     except (RecallTargetUnreachable, SchemaMismatchError) as exc:
-        report = {"built": False, "error": f"{type(exc).__name__}: {exc}"}
+        report = index_failure(exc)
         messages.append(
             f"run {ctx.paths.run_id}: the index was not built ({exc}); the embeddings are "
             f"written and the run is current (fix: embedpipe index --output {ctx.paths.output} "

@@ -335,3 +335,7 @@ def test_a_failed_index_keeps_the_run_and_says_how_to_rebuild(corpus, tmp_path):
         assert manifest["outputs"][name] == hashlib.sha256((only_run(out) / name).read_bytes()).hexdigest()
     again = embedpipe("query", "--output", str(out), "glaciers", "-k", "1", "--json", env=env)
     assert json.loads(again.stdout)[0]["source_uri"].endswith("glaciers.txt")
+    failed = embedpipe("index", "--output", str(out), "--set", "index.target_recall_at_10=1.5", env=env)
+    assert failed.returncode == 1, failed.explain()  # the manifest says so, as after a run
+    manifest = read_json(only_run(out) / "manifest.json")
+    assert manifest["index"]["built"] is False and "RecallTargetUnreachable" in manifest["index"]["error"]
