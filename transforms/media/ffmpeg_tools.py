@@ -45,6 +45,10 @@ class FfmpegError(RuntimeError):
         return "; ".join(lines[-3:]) or str(self)
 
 
+class PacketScanError(FfmpegError):
+    """The input opened (its header was read) but scanning its packets failed."""
+
+
 _LOG_PREFIX_RE = re.compile(r"^(\[[^\]]*\] )+")
 _NOISE_PREFIXES = (
     "Error opening input file ",
@@ -250,6 +254,27 @@ def parse_framecrc(lines) -> PacketScan:
     )
 
 
+_LEVEL_TAG_RE = re.compile(
+    r"^((?:\[[^\]]*\] )*?)\[(panic|fatal|error|warning|info|verbose|debug|trace)\] "
+)
+_ERROR_LEVELS = frozenset({"panic", "fatal", "error"})
+
+
+def _untagged(log: str, levels: frozenset[str] | None = None) -> str:
+    """A ``-v level+info`` log without its level tags; only ``levels`` when given (a line
+    without a tag continues the message before it, so it keeps that message's level)."""
+    kept = []
+    level = "info"
+    for line in log.splitlines(keepends=True):
+        tagged = _LEVEL_TAG_RE.match(line)
+        if tagged:
+            level = tagged.group(2)
+            line = tagged.group(1) + line[tagged.end() :]
+        if levels is None or level in levels:
+            kept.append(line)
+    return "".join(kept)
+
+
 @dataclass(frozen=True)
 class FfmpegTool:
     """One resolved ffmpeg binary and the default per-call timeout."""
@@ -283,6 +308,39 @@ class FfmpegTool:
         if code != 0:
             raise FfmpegError(f"ffmpeg exited with {code}", err)
         return err
+
+    def probe_and_scan(self, path: str) -> tuple[MediaInfo, PacketScan | PacketScanError | None]:
+        """``probe`` and ``scan_packets`` of the first video and audio stream in one run
+        (one process start fewer per file). The scan's log at info level carries the same
+        ``Input #0`` header ``probe`` reads; each line is tagged with its level, so a failed
+        scan reports exactly what an error-level run would.
+
+        Raises only when the header cannot be read. A failed scan is returned, not raised,
+        so the caller can first refuse the file for what its header shows, as before. The
+        scan is ``None`` without video and audio, and keeps the kinds the header shows.
+        """
+        with tempfile.TemporaryDirectory(prefix="embedpipe-scan-") as tmp:
+            out = os.path.join(tmp, "packets.crc")
+            inp = ffmpeg.input(input_path(path))
+            stream = ffmpeg.output(inp["V:0?"], inp["a:0?"], out, c="copy", f="framecrc")
+            try:
+                code, log = self._execute(stream, None, "level+info")
+                failure = f"ffmpeg exited with {code}" if code else None
+            except FfmpegError as err:  # timed out: reading the header, or the packets?
+                if not _INPUT_RE.search(_untagged(err.stderr)):
+                    raise
+                code, log, failure = None, err.stderr, str(err)
+            info = parse_header(_untagged(log))
+            if info.video is None and info.audio is None:
+                return info, None
+            if failure:
+                return info, PacketScanError(
+                    failure, _untagged(log, _ERROR_LEVELS), timed_out=code is None
+                )
+            with open(out, encoding="utf-8", errors="replace") as fh:
+                scan = parse_framecrc(fh)
+        kinds = {s.kind for s in (info.video, info.audio) if s is not None}
+        return info, PacketScan(tuple(s for s in scan.streams if s.kind in kinds), scan.keyframes)
 
     def probe(self, path: str) -> MediaInfo:
         """Header facts from ``ffmpeg -i`` (zero-length copy to null, so nothing is decoded)."""
