@@ -143,7 +143,9 @@ def ffmpeg_failures_as_chunking_errors(what: str):
         raise _chunking_error(what, err) from err
 
 
-def probe_media(tool: FfmpegTool, path: str) -> tuple[MediaInfo, PacketScan | PacketScanError | None]:
+def probe_media(
+    tool: FfmpegTool, path: str
+) -> tuple[MediaInfo, PacketScan | PacketScanError | None]:
     """Header and packet scan of the first video and audio stream, in one ffmpeg run
     (``FfmpegTool.probe_and_scan``); the scan is judged by ``scan_with_coverage``."""
     if os.path.getsize(path) == 0:
@@ -153,7 +155,7 @@ def probe_media(tool: FfmpegTool, path: str) -> tuple[MediaInfo, PacketScan | Pa
 
 
 def scan_with_coverage(
-    scanned: PacketScan | PacketScanError, info: MediaInfo, settings, uri: str
+    scan: PacketScan | PacketScanError, info: MediaInfo, settings, uri: str
 ) -> PacketScan:
     """The packet scan ``probe_media`` made; refuse or warn on a truncated file.
 
@@ -161,9 +163,8 @@ def scan_with_coverage(
     declared duration; only its packets reveal how much is really there. The
     ``video_min_coverage`` and ``truncated_media`` settings apply to audio files as well.
     """
-    if isinstance(scanned, PacketScanError):
-        raise _chunking_error("packet scan failed", scanned) from scanned
-    scan = scanned
+    if isinstance(scan, PacketScanError):
+        raise _chunking_error("packet scan failed", scan) from scan
     if scan.span <= 0:
         raise ChunkingError(CORRUPT_MEDIA, "no audio or video packets could be read")
     if info.duration:
