@@ -49,13 +49,13 @@ def _copy_format(info: MediaInfo, audio: StreamInfo, target: float, max_bytes: i
 def chunk_audio(source: SourceObject, local_path: str, settings) -> Iterator[Chunk]:
     """Yield balanced audio chunks of ``source``'s first audio track (video files too)."""
     tool = FfmpegTool.from_settings(settings)
-    info = probe_media(tool, local_path)
+    info, scanned = probe_media(tool, local_path)
     audio = info.audio
     if audio is None:
         raise ChunkingError(UNSUPPORTED_TYPE, f"no audio stream in this {info.format_name} file")
     limits = settings.limits
     target = limits.audio_seconds - limits.duration_margin_seconds
-    scan = scan_with_coverage(tool, local_path, info, settings, source.uri)
+    scan = scan_with_coverage(scanned, info, settings, source.uri)
     copy = _copy_format(info, audio, target, settings.inline_max_bytes)
     segment_format, mime = copy or ("mp3", MP3_MIME)
     spec = CutSpec(

@@ -27,7 +27,14 @@ from transforms.chunk_errors import (
     TRUNCATED_MEDIA,
     ChunkingError,
 )
-from transforms.media.ffmpeg_tools import FfmpegError, FfmpegTool, MediaInfo, PacketScan, input_path
+from transforms.media.ffmpeg_tools import (
+    FfmpegError,
+    FfmpegTool,
+    MediaInfo,
+    PacketScan,
+    PacketScanError,
+    input_path,
+)
 from transforms.types import Locator
 
 log = logging.getLogger(__name__)
@@ -121,36 +128,43 @@ class CutSpec:
     recut_ladder: tuple[Mapping[str, object], ...] = field(default_factory=tuple)
 
 
+def _chunking_error(what: str, err: FfmpegError) -> ChunkingError:
+    error_class = MEDIA_TIMEOUT if err.timed_out else CORRUPT_MEDIA
+    detail = str(err) if err.timed_out else err.reason()
+    return ChunkingError(error_class, f"{what}: {detail}")
+
+
 @contextmanager
 def ffmpeg_failures_as_chunking_errors(what: str):
     """Turn ``FfmpegError`` into the dead-letter error the Chunk DoFn expects."""
     try:
         yield
     except FfmpegError as err:
-        error_class = MEDIA_TIMEOUT if err.timed_out else CORRUPT_MEDIA
-        detail = str(err) if err.timed_out else err.reason()
-        raise ChunkingError(error_class, f"{what}: {detail}") from err
+        raise _chunking_error(what, err) from err
 
 
-def probe_media(tool: FfmpegTool, path: str) -> MediaInfo:
+def probe_media(
+    tool: FfmpegTool, path: str
+) -> tuple[MediaInfo, PacketScan | PacketScanError | None]:
+    """Header and packet scan of the first video and audio stream, in one ffmpeg run
+    (``FfmpegTool.probe_and_scan``); the scan is judged by ``scan_with_coverage``."""
     if os.path.getsize(path) == 0:
         raise ChunkingError(CORRUPT_MEDIA, "empty file (0 bytes)")
     with ffmpeg_failures_as_chunking_errors("ffmpeg cannot read the file"):
-        return tool.probe(path)
+        return tool.probe_and_scan(path)
 
 
 def scan_with_coverage(
-    tool: FfmpegTool, path: str, info: MediaInfo, settings, uri: str
+    scan: PacketScan | PacketScanError, info: MediaInfo, settings, uri: str
 ) -> PacketScan:
-    """Packet scan of the first video and audio stream; refuse or warn on a truncated file.
+    """The packet scan ``probe_media`` made; refuse or warn on a truncated file.
 
     A file cut short (e.g. a faststart MP4 that lost its tail) still opens with its full
     declared duration; only its packets reveal how much is really there. The
     ``video_min_coverage`` and ``truncated_media`` settings apply to audio files as well.
     """
-    selectors = [s for s, present in (("V:0", info.video), ("a:0", info.audio)) if present]
-    with ffmpeg_failures_as_chunking_errors("packet scan failed"):
-        scan = tool.scan_packets(path, selectors)
+    if isinstance(scan, PacketScanError):
+        raise _chunking_error("packet scan failed", scan) from scan
     if scan.span <= 0:
         raise ChunkingError(CORRUPT_MEDIA, "no audio or video packets could be read")
     if info.duration:

@@ -111,7 +111,7 @@ def _spec(copy_args: dict, audio: StreamInfo | None, limit: float, settings) -> 
 def chunk_video(source: SourceObject, local_path: str, settings) -> Iterator[Chunk]:
     """Yield MP4 chunks of ``source``; audio-only files are handed to ``chunk_audio``."""
     tool = FfmpegTool.from_settings(settings)
-    info = probe_media(tool, local_path)
+    info, scanned = probe_media(tool, local_path)
     if info.video is None:
         if info.audio is None:
             raise ChunkingError(
@@ -124,7 +124,7 @@ def chunk_video(source: SourceObject, local_path: str, settings) -> Iterator[Chu
     limit = limits.video_with_audio_seconds if audio else limits.video_seconds
     target = limit - limits.duration_margin_seconds
     overlap = settings.video_overlap_seconds
-    scan = scan_with_coverage(tool, local_path, info, settings, source.uri)
+    scan = scan_with_coverage(scanned, info, settings, source.uri)
     duration = scan.end_of(("video", "audio") if audio else ("video",))
     windows = (
         plan_windows(duration, target, scan.keyframes, overlap) if _passes(info.video) else None
