@@ -94,7 +94,9 @@ def profile_breakdown(fn: Callable[[], object], stages: dict[str, Sequence[str]]
     for stage, names in stages.items():
         seconds = 0.0
         for (path, _line, func), (_cc, _nc, _tt, ct, _callers) in stats.items():
-            module = os.path.splitext(os.path.relpath(path, REPO))[0].replace(os.sep, ".")
+            installed = path.split("site-packages" + os.sep, 1)  # a package's own name
+            name = installed[1] if len(installed) == 2 else os.path.relpath(path, REPO)
+            module = os.path.splitext(name)[0].replace(os.sep, ".")
             if any(f"{module}:{func}" == name for name in names):
                 seconds += ct
         out[stage] = seconds

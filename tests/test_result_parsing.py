@@ -160,3 +160,73 @@ def test_fast_parser_matches_the_reference_on_edge_cases():
     ]
     for line in cases:
         assert_same(line)
+
+
+def test_block_parser_matches_the_reference_line_by_line_across_blocks():
+    """Lines the fast path must not vouch for, scattered among good lines of different
+    lengths over more than one block: each gets its reference outcome and its own values."""
+    from transforms.gemini_client import RESULT_BLOCK_LINES, parse_result_lines
+
+    rng = np.random.default_rng(5)
+
+    def good(i):
+        values = rng.standard_normal(3 + i % 5).round(8).tolist()
+        return json.dumps({"key": f"g{i}", "response": {"embedding": {"values": values},
+                                                        "tokenCount": str(i)}})
+
+    suspects = [
+        json.dumps({"key": "true", "note": "false", "response": {"embedding": {"values": [0.25, -0.5]}}}),
+        json.dumps({"key": "b", "response": {"embedding": {"values": [0.25, True, 0.5]}}}),
+        json.dumps({"key": "c", "response": {"embedding": {"values": [False, 0.5]}}}),
+        '{"key":"d","response":{"embedding":{"values":[0.5, 1e400]}}}',
+        '{"key":"e","response":{"embedding":{"values":[0.5, 1e39]}}}',
+        json.dumps({"key": "f", "response": {"embedding": {"values": [0.5, 2**64 + 1]}}}),
+        json.dumps({"key": "g", "response": {"embedding": {"values": [0.5, -(2**70)]}}}),
+        json.dumps({"key": "h", "response": {"embedding": {"values": [0.5, 2**63]}}}),
+        '{"key":"i","response":{"embedding":{"values":[0.5, NaN]}}}',
+        '{"key":"j","response":{"embedding":{"values":[-Infinity, 0.5]}}}',
+        json.dumps({"key": "k", "response": {"embedding": {"values": [0.0, 1, -1.0, 0.5]}}}),
+        json.dumps({"key": "l", "response": {"embedding": {"values": []}}}),
+        json.dumps({"key": "m", "response": {"embedding": {"values": ["0.5", 0.5]}}}),
+        json.dumps({"key": "n", "error": {"code": 503, "message": "busy"}}),
+        json.dumps({"key": 2**65, "response": {"embedding": {"values": [0.5]}}}),
+        json.dumps({"key": "o", "response": {"embedding": {"values": [0.5]}, "tokenCount": 2**65}}),
+        "not json",
+    ]
+    lines = [good(i) for i in range(RESULT_BLOCK_LINES * 2 + 7)]
+    for n, suspect in enumerate(suspects):
+        lines.insert(n * 31 % len(lines), suspect)
+    lines.insert(RESULT_BLOCK_LINES - 1, suspects[1])  # last line of a block
+    lines.insert(RESULT_BLOCK_LINES, suspects[3])  # first line of the next one
+    parsed = list(parse_result_lines(lines))
+    assert len(parsed) == len(lines)
+    for line, got in zip(lines, parsed):
+        want = reference_parse(line)
+        got = as_tuple(got)
+        assert got[0] == want[0] and got[2:] == want[2:], line
+        if want[1] is None:
+            assert got[1] is None, line
+        else:
+            assert got[1].dtype == np.float32 and got[1].tobytes() == want[1].tobytes(), line
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(st.lists(result_lines(), min_size=1, max_size=30))
+def test_block_parser_matches_the_reference_on_any_run_of_lines(lines):
+    from transforms.gemini_client import parse_result_lines
+
+    parsed = parse_result_lines(lines)
+    for line in lines:
+        try:
+            want = reference_parse(line)
+        except Exception as exc:  # raised as before, where the reference raises
+            with pytest.raises(type(exc)):
+                next(parsed)
+            return
+        got = as_tuple(next(parsed))
+        assert got[0] == want[0] and got[2:] == want[2:], line
+        if want[1] is None:
+            assert got[1] is None
+        else:
+            assert got[1].tobytes() == want[1].tobytes(), line
+    assert next(parsed, None) is None

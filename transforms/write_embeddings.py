@@ -21,7 +21,7 @@ from apache_beam.metrics import Metrics
 from transforms import fs
 from transforms.crash import crash_point
 from transforms.embeddings_schema import EmbeddingsMeta, embeddings_schema
-from transforms.gemini_client import parse_result_line
+from transforms.gemini_client import parse_result_lines
 from transforms.types import DeadLetter
 
 FAILURES = "failures"
@@ -84,12 +84,7 @@ def collect_outcomes(
     """
     outcomes: dict[str, tuple] = {}
     for lines, job in results:
-        for raw in lines:
-            if isinstance(raw, bytes) and not raw.isascii():
-                raw = raw.decode("utf-8", errors="replace")  # as a text read would
-            if not raw or raw.isspace():
-                continue
-            parsed = parse_result_line(raw)
+        for parsed in parse_result_lines(_non_blank(lines)):
             if parsed.key is None:
                 continue
             if outcomes.get(parsed.key, ("",))[0] == "ok":
@@ -101,6 +96,14 @@ def collect_outcomes(
                     "error", parsed.error_code, parsed.error_message, parsed.retryable,
                 )
     return outcomes
+
+
+def _non_blank(lines: Iterable[str | bytes]) -> Iterator[str | bytes]:
+    for raw in lines:
+        if isinstance(raw, bytes) and not raw.isascii():
+            raw = raw.decode("utf-8", errors="replace")  # as a text read would
+        if raw and not raw.isspace():
+            yield raw
 
 
 KEY_COLUMNS = ("chunk_id", "source_uri", "source_generation", "modality", "mime_type", "unit",
