@@ -130,7 +130,7 @@ def single_build(run: str, factory: str, sample_size: int, seed: int, out: str) 
 def print_phases(beam: dict, single: dict | None) -> None:
     """Both builds phase by phase, side by side where they do the same work."""
     rows = [  # (label, Beam phase, single phase)
-        ("read Parquet", "sample pass", "read"),
+        ("read Parquet (Beam: the sample pass)", "sample pass", "read"),
         ("draw the training sample", None, "sample"),
         ("train (k-means)", "train", "train"),
         ("add (+ id maps, exact top-k of the gate)", "add", "add"),
