@@ -2,14 +2,15 @@
 
 1. the sharded Beam build (FnApiRunner) vs a single-process faiss build with the same
    factory, sample and trained-index recipe (wall and CPU time, peak memory, both in
-   fresh processes), and whether the two indexes give identical results;
+   fresh processes), and whether the two indexes give identical results; with a table
+   of both builds phase by phase (wall and CPU seconds), ``--repeats`` interleaved;
 2. recall@1/@10 and batched QPS per nprobe, for the gate's query-like vectors and for
    held-out corpus vectors;
 3. bytes scanned per query vs the measured flat-scan memory bandwidth;
 4. with ``--extrapolate``: time, memory, shards, nlist and codec at 10M and 100M from
    the per-phase rates measured in this run.
 
-    python scripts/bench_index.py [--n 200000] [--d 768] [--shards 4] [--no-single]
+    python scripts/bench_index.py [--n 200000] [--d 768] [--shards 4] [--no-single] [--repeats 2]
     python scripts/bench_index.py --n 1000000 --shards 50 --no-single --extrapolate
 """
 
@@ -19,7 +20,9 @@ import argparse
 import math
 import os
 import shutil
+import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -31,6 +34,40 @@ MB = 1 << 20
 LINES_PER_PART = 20_000  # requests.max_lines_per_file: one embeddings part per request file
 
 
+STAGES = {"draw_sample": "sample pass", "train_template": "train", "add_shard": "add",
+          "merge_shards": "merge", "measure_recall": "recall gate", "publish_report": "report"}
+RUNNER = "runner (Beam steps, start-up)"
+
+
+class PhaseSampler(threading.Thread):
+    """Wall and CPU seconds per index stage: every 20 ms, the process CPU time spent since
+    the last look goes to the stage function on the main thread's stack (the in-memory
+    runner runs every bundle there); what no stage claims is the runner's own work."""
+
+    def __init__(self, interval: float = 0.02):
+        super().__init__(daemon=True)
+        self.interval, self.stop = interval, threading.Event()
+        self.wall = dict.fromkeys([*STAGES.values(), RUNNER], 0.0)
+        self.cpu = dict(self.wall)
+
+    def stage(self) -> str:
+        frame = sys._current_frames().get(threading.main_thread().ident)
+        while frame is not None:
+            code = frame.f_code
+            if code.co_name in STAGES and code.co_filename.endswith(os.path.join("index", "stages.py")):
+                return STAGES[code.co_name]
+            frame = frame.f_back
+        return RUNNER
+
+    def run(self) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        while not self.stop.wait(self.interval):
+            now_wall, now_cpu, name = time.perf_counter(), time.process_time(), self.stage()
+            self.wall[name] += now_wall - wall
+            self.cpu[name] += now_cpu - cpu
+            wall, cpu = now_wall, now_cpu
+
+
 def beam_build(run: str, config: IndexConfig, workers: int) -> dict:
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -39,9 +76,16 @@ def beam_build(run: str, config: IndexConfig, workers: int) -> dict:
     flags = ["--runner=FnApiRunner"]
     if workers > 1:
         flags += ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+    sampler = PhaseSampler()
     t0 = time.perf_counter()
+    sampler.start()
     report = build_index(run, config, PipelineOptions(flags))
-    return {"seconds": time.perf_counter() - t0, "report": report}
+    seconds = time.perf_counter() - t0
+    sampler.stop.set()
+    sampler.join()
+    # with worker processes the stages run elsewhere: only the report's wall times hold
+    phases = {"wall": sampler.wall, "cpu": sampler.cpu} if workers == 1 else None
+    return {"seconds": seconds, "report": report, "phases": phases}
 
 
 def single_build(run: str, factory: str, sample_size: int, seed: int, out: str) -> dict:
@@ -51,7 +95,12 @@ def single_build(run: str, factory: str, sample_size: int, seed: int, out: str) 
 
     from transforms.index.plan import draw_rows, global_ids
     faiss.omp_set_num_threads(len(os.sched_getaffinity(0)))
-    t0 = time.perf_counter()
+    wall, cpu, marks = {}, {}, [(time.perf_counter(), time.process_time())]
+
+    def phase(name: str) -> None:
+        marks.append((time.perf_counter(), time.process_time()))
+        wall[name], cpu[name] = (b - a for a, b in zip(marks[-2], marks[-1]))
+
     parts = sorted(os.listdir(os.path.join(run, "embeddings")))
     xs, ids = [], []
     for s, name in enumerate(parts):
@@ -61,21 +110,49 @@ def single_build(run: str, factory: str, sample_size: int, seed: int, out: str) 
         ids.append(global_ids(s, np.arange(len(x))))
     counts = [len(x) for x in xs]
     x, ids = np.concatenate(xs), np.concatenate(ids)
-    t_read = time.perf_counter()
+    phase("read")
     index = faiss.index_factory(x.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
     # the very rows the sharded build trains on (same draw, same order)
     train_rows, _, _ = draw_rows(counts, sample_size, IndexConfig().holdout_queries, seed)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     sample = x[np.concatenate([offsets[s] + r for s, r in enumerate(train_rows)])]
     faiss.extract_index_ivf(index).cp.seed = seed
+    phase("sample")
     index.train(sample)
-    t_train = time.perf_counter()
+    phase("train")
     index.add_with_ids(x, ids)
-    t_add = time.perf_counter()
+    phase("add")
     faiss.write_index(index, out)
-    t_end = time.perf_counter()
-    return {"seconds": t_end - t0, "read": t_read - t0, "train": t_train - t_read,
-            "add": t_add - t_train, "write": t_end - t_add}
+    phase("write")
+    return {"seconds": marks[-1][0] - marks[0][0], "phases": {"wall": wall, "cpu": cpu}}
+
+
+def print_phases(beam: dict, single: dict | None) -> None:
+    """Both builds phase by phase, side by side where they do the same work."""
+    rows = [  # (label, Beam phase, single phase)
+        ("read Parquet (Beam: the sample pass)", "sample pass", "read"),
+        ("draw the training sample", None, "sample"),
+        ("train (k-means)", "train", "train"),
+        ("add (+ id maps, exact top-k of the gate)", "add", "add"),
+        ("merge (single: write)", "merge", "write"),
+        ("recall gate (nprobe sweep)", "recall gate", None),
+        ("report + plot", "report", None),
+        (RUNNER, RUNNER, None),
+    ]
+    b = beam["phases"]
+    s = single["phases"] if single else {"wall": {}, "cpu": {}}
+
+    def cell(side: dict, key: str | None, what: str) -> str:
+        return f"{side[what][key]:9.1f}" if key in side[what] else f"{'-':>9}"
+
+    print(f"{'phase (s)':42} {'Beam wall':>9} {'Beam CPU':>9} {'1p wall':>9} {'1p CPU':>9}")
+    for label, bk, sk in rows:
+        print(f"{label:42} {cell(b, bk, 'wall')} {cell(b, bk, 'cpu')} "
+              f"{cell(s, sk, 'wall')} {cell(s, sk, 'cpu')}")
+    total = {"wall": {"t": beam["seconds"]}, "cpu": {"t": beam["cpu"]}}
+    single_total = {"wall": {"t": single["seconds"]}, "cpu": {"t": single["cpu"]}} if single else s
+    print(f"{'total (CPU: the whole process)':42} {cell(total, 't', 'wall')} {cell(total, 't', 'cpu')} "
+          f"{cell(single_total, 't', 'wall')} {cell(single_total, 't', 'cpu')}")
 
 
 def identical_results(run: str, single_path: str, x: np.ndarray) -> bool:
@@ -186,6 +263,8 @@ def main() -> None:
     ap.add_argument("--memory-budget", default="8G")
     ap.add_argument("--merge", default="ram", choices=["ram", "ondisk", "shards"])
     ap.add_argument("--no-single", action="store_true", help="skip the single-process baseline")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="interleaved Beam/single runs; the fastest of each is compared")
     ap.add_argument("--extrapolate", action="store_true", help="10M and 100M from measured rates")
     ap.add_argument("--workdir", default=None, help="kept if given, else a temp dir")
     ap.add_argument("--rows-json", help="write this script's bench-results rows here")
@@ -207,28 +286,44 @@ def main() -> None:
     rows = []
     try:
         config = IndexConfig(memory_budget=args.memory_budget, merge=args.merge)
-        beam = in_fresh_process(beam_build, run, config, args.workers)
+        single_path = os.path.join(work, "single.index")
+        runs = []  # (Beam, single or None), interleaved so a burst of load hits both alike
+        for _ in range(args.repeats):
+            beam = in_fresh_process(beam_build, run, config, args.workers)
+            single = None if args.no_single else in_fresh_process(
+                single_build, run, beam["report"]["factory"],
+                beam["report"]["train_sample_size"], config.seed, single_path)
+            runs.append((beam, single))
+            if single:
+                print(f"run {len(runs)}: Beam {beam['seconds']:.1f} s wall, {beam['cpu']:.1f} s "
+                      f"CPU; single {single['seconds']:.1f} s wall, {single['cpu']:.1f} s CPU "
+                      f"({load_average()})")
+        beam, single = min(runs, key=lambda r: r[0]["seconds"])
         report, t = beam["report"], beam["report"]["timings_seconds"]
-        print(f"index: {report['factory']}  nlist {report['nlist']}  train sample "
+        print(f"\nindex: {report['factory']}  nlist {report['nlist']}  train sample "
               f"{report['train_sample_size']:,}  imbalance {report['imbalance_factor']}")
-        print("build                 wall s    CPU s   peak RSS   phases (wall s)")
+        print("build                 wall s    CPU s   peak RSS   phases (wall s, report)")
         print(f"Beam sharded ({args.workers}w)   {beam['seconds']:7.1f}  {beam['cpu']:7.1f}   "
               f"{human_size(beam['rss']):>8}   sample {t['sample']:.1f}, train {t['train']:.1f}, "
               f"add {t['add']:.1f} (slowest shard {t['add_slowest_shard']:.1f}), merge "
               f"{t['merge']:.1f}, recall {t['recall']:.1f}")
         if not args.no_single:
-            single_path = os.path.join(work, "single.index")
-            single = in_fresh_process(single_build, run, report["factory"],
-                                      report["train_sample_size"], config.seed, single_path)
+            single = min((r[1] for r in runs), key=lambda r: r["seconds"])
             print(f"single process        {single['seconds']:7.1f}  {single['cpu']:7.1f}   "
-                  f"{human_size(single['rss']):>8}   read {single['read']:.1f}, train "
-                  f"{single['train']:.1f}, add {single['add']:.1f}, write {single['write']:.1f}")
-            wall, cpu = beam["seconds"] / single["seconds"], beam["cpu"] / single["cpu"]
+                  f"{human_size(single['rss']):>8}")
+        if beam["phases"]:
+            print(f"\nphases of the fastest run of each (Beam: stack-sampled; 1p = single process; "
+                  f"best of {args.repeats})")
+            print_phases(beam, single)
+        if not args.no_single:
+            wall = beam["seconds"] / single["seconds"]
+            cpu = min(r[0]["cpu"] for r in runs) / min(r[1]["cpu"] for r in runs)
             same = identical_results(run, single_path, x)
             print(f"ratio Beam / single: {wall:.2f}x wall, {cpu:.2f}x CPU; identical results "
                   f"(ids and scores at nprobe 1, 4, 16, 64): {'yes' if same else 'NO'}\n"
-                  "(Beam also reads a sample pass, computes exact neighbours of the gate and "
-                  "corpus queries, writes id maps and shard files, merges, and sweeps recall)\n")
+                  "(Beam alone reads the corpus twice (sample pass, add pass), computes exact "
+                  "neighbours of the gate and corpus queries during the add, writes id maps and "
+                  "shard files, merges them, and sweeps nprobe for the recall gate)\n")
             rows.append(row(f"index_sharded_build_vs_single_{args.n // 1000}k", beam["seconds"],
                             single["seconds"], wall, "ratio <= 1.3 (wall s), identical results",
                             wall <= 1.3 and same, args.n))

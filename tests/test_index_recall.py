@@ -26,6 +26,28 @@ def test_sharded_exact_topk_equals_global():
     np.testing.assert_allclose(merged[0], whole[0], rtol=1e-6)
 
 
+
+def test_running_floor_keeps_the_exact_lists_with_ties():
+    """Batches ranked only at or above the running list's last score merge to the same
+    lists, also when the last place is shared by many duplicates."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2000, 16)).astype(np.float32)
+    x[1000:1400] = x[999]  # 401 identical rows: ties across the floor
+    q = np.vstack([rng.standard_normal((6, 16)), x[999] + 0.01]).astype(np.float32)
+    ids = np.arange(2000, dtype=np.int64) + 5000
+    whole = merge_topk([exact_topk(q, x, ids, depth=21)], depth=21)
+    running = None
+    for i in range(0, 2000, 250):
+        floor = running[0][:, -1] if running is not None and running[0].shape[1] == 21 else None
+        part = exact_topk(q, x[i : i + 250], ids[i : i + 250], depth=21, floor=floor)
+        running = merge_topk([running, part] if running is not None else [part], depth=21)
+    assert np.array_equal(running[0], whole[0])
+    above = whole[0] > whole[0][:, -1:]  # which of the rows tied for last place is kept is free
+    assert np.array_equal(running[1][above], whole[1][above])
+    rescored = np.einsum("qd,qkd->qk", q, x[running[1] - 5000])  # a stand-in scores the same
+    np.testing.assert_allclose(rescored, running[0], rtol=1e-5)
+    assert all(len(set(row)) == 21 for row in running[1].tolist())
+
 def test_merge_topk_pads_and_breaks_ties_by_id():
     a = (np.array([[0.9, 0.5]], np.float32), np.array([[7, 3]]))
     b = (np.array([[0.5, -np.inf]], np.float32), np.array([[2, -1]]))

@@ -39,15 +39,29 @@ class RecallTargetUnreachable(RuntimeError):
         self.best = best
 
 
-def exact_topk(queries: np.ndarray, x: np.ndarray, ids: np.ndarray, depth: int = GT_DEPTH):
+def exact_topk(
+    queries: np.ndarray,
+    x: np.ndarray,
+    ids: np.ndarray,
+    depth: int = GT_DEPTH,
+    floor: np.ndarray | None = None,
+):
     """Exact inner-product top-``depth`` of ``queries`` among rows ``x`` (global ``ids``),
     best first: one BLAS product and a partial sort (faiss.knn's heaps cost as much
-    again as the product)."""
-    k = min(depth, len(x))
+    again as the product).
+
+    ``floor`` (per query: the last score of a full running top list) leaves out the rows
+    no query scores at or above its floor: they cannot enter any merged list, and the
+    partial sort of a whole batch costs half the product again."""
+    scores = queries @ x.T
+    if floor is not None:
+        keep = np.flatnonzero((scores >= floor[:, None]).any(axis=0))
+        scores, ids = scores[:, keep], ids[keep]
+    n = scores.shape[1]
+    k = min(depth, n)
     if not k:
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-    scores = queries @ x.T
-    top = np.argpartition(scores, len(x) - k, axis=1)[:, len(x) - k :]
+    top = np.argpartition(scores, n - k, axis=1)[:, n - k :]
     top_scores = np.take_along_axis(scores, top, 1)
     order = np.argsort(-top_scores, axis=1, kind="stable")
     return np.take_along_axis(top_scores, order, 1), ids[np.take_along_axis(top, order, 1)]

@@ -29,6 +29,7 @@ from transforms.index.merge import merge
 from transforms.index.params import IndexConfig, IndexParams
 from transforms.index.plan import IndexPlan, global_ids, split_ids
 from transforms.index.recall import (
+    GT_DEPTH,
     PROXY_METHOD,
     SweepPoint,
     choose_nprobe,
@@ -262,7 +263,8 @@ def add_shard(
             if store is not None:
                 store[start : start + len(x)] = x
             if len(queries):
-                part = exact_topk(queries, x, ids)
+                full = gt is not None and gt[0].shape[1] == GT_DEPTH
+                part = exact_topk(queries, x, ids, floor=gt[0][:, -1] if full else None)
                 gt = merge_topk([gt, part] if gt is not None else [part])
             rows = start + len(x)
     if rows != info.rows:
