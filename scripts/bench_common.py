@@ -118,7 +118,8 @@ def run_script(args: Sequence[str], timeout: float) -> int:
     return subprocess.run([sys.executable, *args], cwd=REPO, timeout=timeout).returncode
 
 
-def _status(field: str) -> int:
+def status_bytes(field: str) -> int:
+    """A ``/proc/self/status`` memory field (``RssAnon``, ``VmHWM``...) in bytes."""
     with open("/proc/self/status") as fh:
         for line in fh:
             if line.startswith(field + ":"):
@@ -132,7 +133,7 @@ def _child(queue, fn, args):
 
     def sample():
         while not done.is_set():
-            peak["anon"] = max(peak["anon"], _status("RssAnon"))
+            peak["anon"] = max(peak["anon"], status_bytes("RssAnon"))
             done.wait(0.02)
 
     threading.Thread(target=sample, daemon=True).start()
@@ -143,8 +144,8 @@ def _child(queue, fn, args):
         queue.put({"error": f"{type(exc).__name__}: {exc}"})
         return
     done.set()
-    queue.put({**result, "cpu": cpu_seconds() - cpu, "rss": _status("VmHWM"),
-               "anon": max(peak["anon"], _status("RssAnon"))})
+    queue.put({**result, "cpu": cpu_seconds() - cpu, "rss": status_bytes("VmHWM"),
+               "anon": max(peak["anon"], status_bytes("RssAnon"))})
 
 
 def in_fresh_process(fn: Callable, *args) -> dict:

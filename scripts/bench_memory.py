@@ -8,30 +8,107 @@ memory. An index served from RAM is itself N·(code + 8) bytes; its row is measu
 ``index.merge: ondisk`` (lists memory-mapped, the served layout for large N) and the
 training sample capped, and the default in-RAM layout is printed beside it.
 
+Prepare's growth is attributed per FnApiRunner stage: the bytes of encoded elements that
+cross each stage's boundary (what the runner buffers between stages, its in-memory
+shuffle among them: all of it in the launching process) beside the rise of anonymous
+memory while the stage runs.
+
     python scripts/bench_memory.py [--docs 4000] [--result-files 2] [--vectors 20000]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import shutil
 import sys
 import tempfile
 
-from bench_common import REPO, in_fresh_process, load_average, row, save_rows, start_emulator
+from bench_common import REPO, in_fresh_process, load_average, row, save_rows, start_emulator, status_bytes
 from transforms.index.params import human_size
 
 GOAL = 1.3
 
 
+# -- where prepare's memory goes: FnApiRunner stage by stage --------------------------------
+def stage_label(fused: str) -> str:
+    """A fused stage's name, ``((a)+(b))+...``, as its first named step (the read of the
+    shuffle or buffer feeding it, else its first transform)."""
+    parts = [re.sub(r"^ref_AppliedPTransform_|_\d+$", "", p.strip("()"))
+             for p in fused.split(")+(")]
+    named = [p for p in parts if not p.startswith("ref_PCollection")]
+    return (named or parts)[0][:58]
+
+
+@contextlib.contextmanager
+def runner_stage_profile():
+    """Per FnApiRunner stage (in run order): encoded bytes and messages that crossed its
+    boundary on the in-process data channel (inputs read by the worker, outputs read by
+    the runner), and RssAnon before and after it. Reads Beam internals: a benchmark
+    probe, not pipeline code."""
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.worker import data_plane
+
+    stages: dict[str, dict] = {}
+    current = [None]
+    execute, read = fn_runner.FnApiRunner._execute_bundle, data_plane.InMemoryDataChannel.input_elements
+
+    def counted_execute(self, context, bundle, data):
+        label = stage_label(bundle.stage.name)
+        stage = stages.setdefault(label, {"stage": label, "bytes": 0, "messages": 0, "rise": 0})
+        current[0], before = stage, status_bytes("RssAnon")
+        try:
+            return execute(self, context, bundle, data)
+        finally:
+            stage["rise"] += status_bytes("RssAnon") - before
+            current[0] = None
+
+    def counted_read(self, *args, **kwargs):
+        for element in read(self, *args, **kwargs):
+            if current[0] is not None and hasattr(element, "data"):
+                current[0]["bytes"] += len(element.data)
+                current[0]["messages"] += 1
+            yield element
+
+    fn_runner.FnApiRunner._execute_bundle = counted_execute
+    data_plane.InMemoryDataChannel.input_elements = counted_read
+    try:
+        yield stages
+    finally:
+        fn_runner.FnApiRunner._execute_bundle = execute
+        data_plane.InMemoryDataChannel.input_elements = read
+
+
 # -- the stages, as the pipeline runs them -------------------------------------------------
-def prepare_stage(corpus: str, out: str) -> None:
+def prepare_stage(corpus: str, out: str) -> dict:
     from pipeline import graph
     from pipeline.config import load_settings
     from pipeline.run_layout import RunPaths
 
     settings = load_settings(os.path.join(REPO, "configs", "local.yaml"), sources=[corpus], output=out)
-    graph.run_prepare(settings, RunPaths(out, "mem"))
+    with runner_stage_profile() as stages:
+        graph.run_prepare(settings, RunPaths(out, "mem"))
+    return {"stages": list(stages.values())}
+
+
+def print_stage_profile(small: dict, large: dict, docs: int) -> None:
+    """The stages whose traffic grows with N: bytes per document crossing each, and
+    anonymous memory gained while it ran, at N and 10·N."""
+    mb = 1e6
+    at_n = {s["stage"]: s for s in small["stages"]}
+    rows = [(s, at_n.get(s["stage"], {"bytes": 0, "rise": 0})) for s in large["stages"]]
+    rows = [(big, little) for big, little in rows if big["bytes"] > 10 * docs]
+    print(f"  prepare, FnApiRunner stages: encoded bytes crossing each stage's boundary (held in this "
+          f"process until the stage ends) and RssAnon gained during it")
+    print(f"    {'stage (first step)':58} {'MB N':>7} {'MB 10N':>7} {'B/doc':>6} {'anon+ N':>8} {'anon+ 10N':>9}")
+    for big, little in rows:
+        print(f"    {big['stage']:58} {little['bytes'] / mb:7.2f} {big['bytes'] / mb:7.2f} "
+              f"{big['bytes'] / (10 * docs):6.0f} {little['rise'] / mb:8.1f} {big['rise'] / mb:9.1f}")
+    total = sum(big["bytes"] for big, _ in rows)
+    grown = (large["anon"] - small["anon"]) / (9 * docs)
+    print(f"    all stages: {total / (10 * docs):,.0f} bytes/doc cross stage boundaries at 10·N; peak "
+          f"anonymous memory grew {grown:,.0f} bytes per added doc")
 
 
 def collect_stage(work: str, files: int, base_url: str, key: str, out: str) -> None:
@@ -110,6 +187,7 @@ def main() -> None:
             shutil.rmtree(corpus)
         ratios["prepare"] = report(f"prepare ({args.docs:,} / {10 * args.docs:,} docs)",
                                    runs[1], runs[10], args.docs)
+        print_stage_profile(runs[1], runs[10], args.docs)
 
         for scale in (1, 10):
             fixture = os.path.join(work, f"collect-{scale}")
