@@ -77,6 +77,15 @@ def as_tuple(result):
             result.error_message, result.retryable)
 
 
+def assert_outcome(got, want, line):
+    """Same key, error and tokens; values bit for bit as float32, or both None."""
+    assert got[0] == want[0] and got[2:] == want[2:], line
+    if want[1] is None:
+        assert got[1] is None, line
+    else:
+        assert got[1].dtype == np.float32 and got[1].tobytes() == want[1].tobytes(), line
+
+
 def assert_same(line):
     try:
         want = reference_parse(line)
@@ -84,12 +93,7 @@ def assert_same(line):
         with pytest.raises(type(exc)):
             parse_result_line(line)
         return
-    got = as_tuple(parse_result_line(line))
-    assert got[0] == want[0] and got[2:] == want[2:], line
-    if want[1] is None:
-        assert got[1] is None
-    else:
-        assert got[1].dtype == np.float32 and got[1].tobytes() == want[1].tobytes()
+    assert_outcome(as_tuple(parse_result_line(line)), want, line)
 
 
 VALUE = st.one_of(
@@ -223,10 +227,5 @@ def test_block_parser_matches_the_reference_on_any_run_of_lines(lines):
             with pytest.raises(type(exc)):
                 next(parsed)
             return
-        got = as_tuple(next(parsed))
-        assert got[0] == want[0] and got[2:] == want[2:], line
-        if want[1] is None:
-            assert got[1] is None
-        else:
-            assert got[1].tobytes() == want[1].tobytes(), line
+        assert_outcome(as_tuple(next(parsed)), want, line)
     assert next(parsed, None) is None
