@@ -316,11 +316,20 @@ def _fast_fields(line: str | bytes) -> tuple | None:
 
 
 def _exact(line: str | bytes) -> ResultLine:
+    """The stdlib parse. A line nested past the recursion limit, or holding a number no
+    float can hold (a 400-digit integer, a token count of 1e400), is a malformed line of
+    its key, not an exception: one hostile line must not stop the collect."""
     try:
         obj = json.loads(line)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         return ResultLine(*_bad_line(None, f"malformed result line ({type(exc).__name__})"))
-    return ResultLine(*_interpret(obj, fast=False))
+    try:
+        return ResultLine(*_interpret(obj, fast=False))
+    except (OverflowError, RecursionError) as exc:
+        key = obj.get("key") if isinstance(obj, dict) else None
+        return ResultLine(*_bad_line(
+            None if key is None else str(key),
+            f"malformed result line ({type(exc).__name__}: a number out of range)"))
 
 
 def _suspect(values: np.ndarray) -> np.ndarray:
