@@ -22,6 +22,16 @@ from transforms.limits import DEFAULT_CONFIG_DIR, load_limits_file
 from transforms.settings import ChunkSettings
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def probe_header(path) -> "MediaInfo":
+    """The input header alone (``ffmpeg -i``, a zero-length copy: nothing is decoded), an
+    oracle independent of the product's one-run probe and scan."""
+    from transforms.media.ffmpeg_tools import parse_header
+
+    err = subprocess.run([FFMPEG, "-hide_banner", "-nostdin", "-i", str(path), "-t", "0", "-c", "copy",
+                          "-f", "null", "-"], capture_output=True, text=True, errors="replace").stderr
+    return parse_header(err)
 SIZE = "320x180"
 RATE = 15
 GOP_SECONDS = 2  # keyframe interval of the generated clips (except the long-GOP one)

@@ -202,7 +202,7 @@ def assert_within_limits(chunks, source_path, limit, target, expect_audio=True):
     assert ordered[0].locator.start == 0.0
     for previous, chunk in zip(ordered, ordered[1:]):
         assert chunk.locator.start == previous.locator.end
-    declared = FfmpegTool(mf.FFMPEG, 60).probe(source_path).duration
+    declared = mf.probe_header(source_path).duration
     assert abs(ordered[-1].locator.end - declared) < 0.1
     assert len({c.chunk_id for c in chunks}) == len(chunks)
 
@@ -225,7 +225,7 @@ def test_every_chunk_within_limits(media, name, codec):
     assert_within_limits(chunks, media[name], limit, TARGET_WITH_AUDIO)
     assert {t.codec for c in chunks for t in mp4_tracks(part_bytes(c)) if t.handler == "vide"} == {codec}
     # Balanced: no more windows than needed when every cut may move back by one GOP.
-    duration = FfmpegTool(mf.FFMPEG, 60).probe(media[name]).duration
+    duration = mf.probe_header(media[name]).duration
     assert len(chunks) <= math.ceil(duration / (TARGET_WITH_AUDIO - mf.GOP_SECONDS))
 
 

@@ -61,7 +61,7 @@ def test_one_run_equals_the_header_probe_and_the_packet_scan(tmp_path):
     }
     t = tool()
     for name, path in files.items():
-        info = t.probe(path)
+        info = mf.probe_header(path)
         selectors = [s for s, present in (("V:0", info.video), ("a:0", info.audio)) if present]
         assert t.probe_and_scan(path) == (info, t.scan_packets(path, selectors)), name
     with pytest.raises(FfmpegError, match="could not open"):

@@ -352,13 +352,6 @@ class FfmpegTool:
         kinds = {s.kind for s in (info.video, info.audio) if s is not None}
         return info, PacketScan(tuple(s for s in scan.streams if s.kind in kinds), scan.keyframes)
 
-    def probe(self, path: str) -> MediaInfo:
-        """Header facts from ``ffmpeg -i`` (zero-length copy to null, so nothing is decoded)."""
-        _, err = self._execute(
-            ffmpeg.input(input_path(path)).output("-", f="null", c="copy", t=0), None, "info"
-        )
-        return parse_header(err)
-
     def scan_packets(self, path: str, selectors: Sequence[str]) -> PacketScan:
         """Exact packet extents and keyframes of the selected streams (e.g. ``"V:0"``)."""
         return self.scan_packets_many([path], selectors)[0]
