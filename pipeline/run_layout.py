@@ -101,7 +101,7 @@ def read_jsonl_glob(pattern: str):
 
 def checksum(uri: str) -> str:
     digest = hashlib.sha256()
-    with fs.FileSystems.open(uri, compression_type="uncompressed") as fh:
+    with fs.open_read(uri) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

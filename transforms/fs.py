@@ -28,8 +28,6 @@ import shutil
 import tempfile
 from typing import Callable, Iterator
 
-from apache_beam.io.filesystems import FileSystems
-
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 
 
@@ -89,23 +87,38 @@ def gcs_blob(uri: str):
     return _gcs_client().bucket(bucket).blob(key)
 
 
+@functools.lru_cache(maxsize=1)
+def _filesystems():
+    """Beam's FileSystems, imported at first use: the Airflow DAG processor imports this
+    module (through the run layout) on every parse and never reads a file, and importing
+    Beam takes seconds."""
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems
+
+
+def open_read(uri: str):
+    """A binary read handle on ``uri``, local or gs://, never decompressed by suffix."""
+    return _filesystems().open(uri, compression_type="uncompressed")
+
+
 def exists(uri: str) -> bool:
-    return FileSystems.exists(uri)
+    return _filesystems().exists(uri)
 
 
 def read_bytes(uri: str) -> bytes:
-    with FileSystems.open(uri, compression_type="uncompressed") as fh:
+    with open_read(uri) as fh:
         return fh.read()
 
 
 def read_head(uri: str, n: int) -> bytes:
-    with FileSystems.open(uri, compression_type="uncompressed") as fh:
+    with open_read(uri) as fh:
         return fh.read(n)
 
 
 def iter_lines(uri: str) -> Iterator[str]:
     """Stream a text object line by line (bounded memory for large result files)."""
-    with FileSystems.open(uri, compression_type="uncompressed") as fh:
+    with open_read(uri) as fh:
         for raw in fh:
             yield raw.decode("utf-8", errors="replace")
 
@@ -126,7 +139,7 @@ def open_write(uri: str) -> Iterator:
     temp file, fsynced and renamed into place. A crash leaves the old version or the new
     one, never a torn object."""
     if is_remote(uri):
-        with FileSystems.create(uri, compression_type="uncompressed") as fh:
+        with _filesystems().create(uri, compression_type="uncompressed") as fh:
             yield fh
         return
     directory = os.path.dirname(os.path.abspath(uri))
@@ -243,7 +256,7 @@ def delete(uri: str) -> None:
         return
     if is_remote(uri):
         if exists(uri):
-            FileSystems.delete([uri])
+            _filesystems().delete([uri])
         return
     with contextlib.suppress(FileNotFoundError):
         os.unlink(uri)
@@ -256,7 +269,7 @@ def delete_many(uris: list[str]) -> None:
 
 def match(pattern: str) -> list[tuple[str, int]]:
     """(path, size) of every object matching a glob, sorted by path."""
-    result = FileSystems.match([pattern])[0]
+    result = _filesystems().match([pattern])[0]
     return sorted((m.path, m.size_in_bytes) for m in result.metadata_list)
 
 
@@ -273,9 +286,7 @@ def local_copy(uri: str, suffix: str = "") -> Iterator[str]:
         return
     fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="embedpipe-")
     try:
-        with os.fdopen(fd, "wb") as out, FileSystems.open(
-            uri, compression_type="uncompressed"
-        ) as src:
+        with os.fdopen(fd, "wb") as out, open_read(uri) as src:
             shutil.copyfileobj(src, out, length=8 << 20)
         yield tmp
     finally:

@@ -41,7 +41,7 @@ def iter_dict_rows(uri: str, fmt: str) -> Iterator[tuple[int, dict | str]]:
     if fmt == "avro":
         import fastavro
 
-        with fs.FileSystems.open(uri, compression_type="uncompressed") as fh:
+        with fs.open_read(uri) as fh:
             for number, record in enumerate(fastavro.reader(fh), 1):
                 yield number, record
         return

@@ -15,7 +15,6 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms import fs
@@ -181,7 +180,7 @@ def join_results(
 
 def result_lines(uri: str) -> Iterator[bytes]:
     """Raw lines of a downloaded result file, local or remote, streamed."""
-    with FileSystems.open(uri, compression_type="uncompressed") as fh:
+    with fs.open_read(uri) as fh:
         yield from fh
 
 

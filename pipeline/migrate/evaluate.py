@@ -91,7 +91,7 @@ class QueryCache:
         self.uri = fs.join(root, f"{model}-d{dims}-{task_type or 'prompt'}.parquet")
         self.vectors: dict[str, np.ndarray] = {}
         if fs.exists(self.uri):
-            with fs.FileSystems.open(self.uri, compression_type="uncompressed") as fh:
+            with fs.open_read(self.uri) as fh:
                 table = pq.read_table(fh)
             flat = table.column("embedding").combine_chunks().flatten().to_numpy()
             for text, vec in zip(table.column("text").to_pylist(), flat.reshape(table.num_rows, dims)):
@@ -162,7 +162,7 @@ def _ranked(hits, group_of: dict[str, str], k: int) -> list[tuple[str, float]]:
 
 
 def read_map(uri: str) -> pa.Table:
-    with fs.FileSystems.open(uri, compression_type="uncompressed") as fh:
+    with fs.open_read(uri) as fh:
         return pq.read_table(fh)
 
 
@@ -181,7 +181,7 @@ def legacy_scope_index(paths: MigrationPaths, state: dict, covered: set[str], be
     start_run(settings, sub)
     keep = pa.array(sorted(covered), pa.string())
     for path, _ in fs.match(fs.join(legacy.embeddings, "*.parquet")):
-        with fs.FileSystems.open(path, compression_type="uncompressed") as fh:
+        with fs.open_read(path) as fh:
             table = pq.read_table(fh)
         with fs.open_write(fs.join(sub.embeddings, path.rsplit("/", 1)[-1])) as out:
             pq.write_table(table.filter(pc.is_in(table.column("chunk_id"), value_set=keep)), out)

@@ -452,7 +452,7 @@ def read_validate_write(source: LegacySource, migration: Migration, dims: int, p
     seen: set[str] = set()
     if source.embedpipe_run:
         for file in source.files:
-            with fs.FileSystems.open(file.uri, compression_type="uncompressed") as fh:
+            with fs.open_read(file.uri) as fh:
                 validate_metadata(pq.ParquetFile(fh).schema_arrow, model=LEGACY_MODEL)
     with fs.open_write(dead_uri) as dead_out:
         for batch in iter_row_batches(source, dims):

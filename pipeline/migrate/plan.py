@@ -39,7 +39,7 @@ def covered_units(paths: MigrationPaths, state: dict, rows: pa.Table) -> set[str
     run = last_run(state)
     if run is None:
         return set()
-    with fs.FileSystems.open(paths.legacy_ids(run["run_id"]), compression_type="uncompressed") as fh:
+    with fs.open_read(paths.legacy_ids(run["run_id"])) as fh:
         covered = set(pq.read_table(fh, columns=["legacy_id"]).column("legacy_id").to_pylist())
     return {u for i, u in zip(rows.column("legacy_id").to_pylist(), rows.column("unit").to_pylist())
             if i in covered}

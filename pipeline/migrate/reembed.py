@@ -69,7 +69,7 @@ def write_legacy_map(paths: MigrationPaths, run: RunPaths, rows: pa.Table) -> se
             by_object_group.setdefault(group, []).append(legacy_id)
     out = {f.name: [] for f in MAP_SCHEMA}
     for path, _ in fs.match(fs.join(run.embeddings, "*.parquet")):
-        with fs.FileSystems.open(path, compression_type="uncompressed") as fh:
+        with fs.open_read(path) as fh:
             table = pq.read_table(fh, columns=["chunk_id", "source_uri"])
         for chunk_id, uri in zip(table.column("chunk_id").to_pylist(), table.column("source_uri").to_pylist()):
             legacy_ids = [records[uri]] if uri in records else by_object_group.get(uri, [])

@@ -74,7 +74,7 @@ def read_rows(legacy: RunPaths, columns: list[str] | None = None) -> pa.Table:
     schema = ROWS_SCHEMA if columns is None else pa.schema([ROWS_SCHEMA.field(c) for c in columns])
     tables = []
     for part in parts:
-        with fs.FileSystems.open(part, compression_type="uncompressed") as fh:
+        with fs.open_read(part) as fh:
             tables.append(pq.read_table(fh, columns=columns))
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
@@ -97,7 +97,7 @@ def materialised_records(paths: MigrationPaths) -> dict[str, str]:
     """``<records file>#<record id>`` → legacy id, for every records row written so far."""
     out: dict[str, str] = {}
     for path, _ in fs.match(fs.join(paths.source, "rows-*.jsonl")):
-        with fs.FileSystems.open(path, compression_type="uncompressed") as fh:
+        with fs.open_read(path) as fh:
             table = pajson.read_json(fh)
         for record_id, legacy_id in zip(table.column("id").to_pylist(), table.column("legacy_id").to_pylist()):
             out[f"{path}#{record_id}"] = legacy_id

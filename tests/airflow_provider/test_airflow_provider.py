@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,6 +115,19 @@ def test_shipped_dags_parse_with_the_expected_flow():
         assert dag.task_dict["submit"].retries >= 1 and dag.task_dict["collect"].retries >= 1
     assert nightly.schedule == "@daily" and not nightly.catchup
     assert "max_cost_usd" in backfill.task_dict["submit"].overrides
+
+
+def test_parsing_the_shipped_dags_does_not_import_beam():
+    """The DAG processor re-parses every DAG file every few minutes under a timeout: Beam's
+    import (seconds on a small machine) belongs in the task's child process, not the parse."""
+    env = {k: v for k, v in os.environ.items() if k != "STORAGE_EMULATOR_HOST"}
+    probe = ("import runpy, sys\n"
+             "for path in sys.argv[1:]:\n"
+             "    runpy.run_path(path)\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('apache_beam', 'faiss')))\n")
+    out = subprocess.run([sys.executable, "-c", probe, *map(str, sorted((REPO / "dags").glob("*.py")))],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
 
 
 def test_migration_dags_follow_the_migrate_contract():

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import faiss
-from apache_beam.io.filesystems import FileSystems
 
 from transforms import fs
 
@@ -112,7 +111,7 @@ def publish(local_dir: str, names: list[str], dest_dir: str) -> None:
 
 
 def download(uri: str, local_path: str) -> str:
-    with FileSystems.open(uri, compression_type="uncompressed") as src, open(
+    with fs.open_read(uri) as src, open(
         local_path, "wb"
     ) as dst:
         shutil.copyfileobj(src, dst, length=8 << 20)

@@ -13,7 +13,6 @@ from typing import Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
 
 from transforms import fs
 from transforms.embeddings_schema import SchemaMismatchError, validate_metadata
@@ -55,7 +54,7 @@ def open_parquet(path: str) -> Iterator[pq.ParquetFile]:
         with pq.ParquetFile(path) as pf:
             yield pf
         return
-    with FileSystems.open(path, compression_type="uncompressed") as fh, pq.ParquetFile(fh) as pf:
+    with fs.open_read(path) as fh, pq.ParquetFile(fh) as pf:
         yield pf
 
 
