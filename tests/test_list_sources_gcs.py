@@ -5,9 +5,12 @@ import base64
 import os
 
 import google_crc32c
+import media_factory as mf
 import pytest
+from google.api_core import exceptions as api_exceptions
 
 from gcs_emulator import gcs_bucket, gcs_emulator  # noqa: F401 (pytest fixtures)
+from test_hostile_inputs import chunk
 from transforms.chunk_errors import ChunkingError
 from transforms.list_sources import (
     ListedObject,
@@ -16,7 +19,9 @@ from transforms.list_sources import (
     expand_gcs,
     expand_local,
     expand_pattern,
+    read_failure,
 )
+from transforms.settings import ChunkSettings
 
 OBJECTS = {
     "corpus/a.txt": b"alpha text\n",
@@ -128,6 +133,38 @@ def test_expand_pattern_routes_and_describe_reads_gcs(populated):
         listed[0].uri, listed[0].size_bytes, listed[0].generation, listed[0].content_hash,
     )
     assert source.detected_type == "text"
+
+
+def test_an_object_deleted_after_the_listing_is_a_not_found_dead_letter(gcs_emulator, gcs_bucket):  # noqa: F811
+    """A live bucket changes under a run: an object gone before its first bytes are read, or
+    before it is chunked, is a dead letter of that object; the run does not stop."""
+    bucket = gcs_emulator.client().bucket(gcs_bucket)
+    for name in ("live/kept.txt", "live/gone-early.txt", "live/gone-late.txt"):
+        bucket.blob(name).upload_from_string(b"some text to embed\n")
+    listed = {o.uri.rsplit("/", 1)[1]: o for o in expand_pattern(f"gs://{gcs_bucket}/live/")}
+    bucket.blob("live/gone-early.txt").delete()
+    early = describe(listed["gone-early.txt"])
+    assert (early.detected_type, early.problem) == ("unreadable", "not_found")
+    assert "deleted after it was listed" in early.problem_message
+    late = describe(listed["gone-late.txt"])
+    bucket.blob("live/gone-late.txt").delete()
+    settings = ChunkSettings(limits=mf.PRODUCTION_LIMITS)
+    for source, stage in ((early, "list"), (late, "chunk")):
+        chunks, letters, outcome = chunk(source, settings)
+        assert chunks == [] and outcome.status == "dead"
+        assert [(d.error_class, d.stage) for d in letters] == [("not_found", stage)]
+        assert "deleted after it was listed" in letters[0].message
+    kept_chunks, kept_letters, _ = chunk(describe(listed["kept.txt"]), settings)
+    assert len(kept_chunks) == 1 and kept_letters == []
+
+
+def test_a_gcs_object_this_identity_may_not_read_is_a_permission_dead_letter():
+    """fake-gcs-server has no IAM: the 403 is the storage client's own exception class."""
+    problem, message = read_failure("gs://b/o.txt", api_exceptions.Forbidden("caller lacks storage.objects.get"))
+    assert problem == "permission_denied" and "roles/storage.objectViewer" in message
+    assert read_failure("/data/o.txt", PermissionError(13, "Permission denied"))[0] == "permission_denied"
+    problem, message = read_failure("gs://b/o.txt", api_exceptions.NotFound("no such object"))
+    assert problem == "not_found"
 
 
 def test_a_gcs_reference_names_one_object_inside_the_roots(gcs_emulator, gcs_bucket):  # noqa: F811

@@ -21,10 +21,10 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms import fs
-from transforms.chunk_errors import ChunkingError, os_error_class
+from transforms.chunk_errors import READ_ERRORS, ChunkingError
 from transforms.chunk_records import chunk_records
 from transforms.chunk_text import check_text_size, chunk_text
-from transforms.list_sources import SKIPPED_TYPES, describe_reference, reference_roots
+from transforms.list_sources import SKIPPED_TYPES, describe_reference, read_failure, reference_roots
 from transforms.media.audio import chunk_audio
 from transforms.media.image import chunk_image
 from transforms.media.pdf import chunk_pdf
@@ -172,8 +172,8 @@ class ChunkDoFn(beam.DoFn):
                 yield item
         except ChunkingError as exc:
             failure = (exc.error_class, exc.message)
-        except OSError as exc:
-            failure = (os_error_class(exc), exc.strerror or str(exc))
+        except READ_ERRORS as exc:
+            failure = read_failure(source.uri, exc)
         except (ValueError, RuntimeError, MemoryError) as exc:
             _LOG.warning("chunking %s failed: %s", source.uri, exc)
             failure = (type(exc).__name__, str(exc))

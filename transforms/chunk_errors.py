@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import errno
 
+from google.api_core import exceptions as api_exceptions
+
 CORRUPT_MEDIA = "corrupt_media"
 UNSUPPORTED_TYPE = "unsupported_type"
 ENCRYPTED_PDF = "encrypted_pdf"
@@ -43,12 +45,25 @@ SPECIAL_FILE = "special_file"
 DIRECTORY_SYMLINK = "directory_symlink"
 
 
-def os_error_class(exc: OSError) -> str:
-    """The dead-letter class of an OS error met while opening or reading an object."""
-    if isinstance(exc, PermissionError):
+# What reading one object may raise that concerns that object alone: an OS error locally;
+# on gs://, the object deleted or replaced since the listing (404) or refused to this
+# identity (403). A live bucket changes under a run, so these are dead letters, not crashes.
+READ_ERRORS = (OSError, api_exceptions.NotFound, api_exceptions.Forbidden)
+
+
+def read_error_class(exc: BaseException) -> str:
+    """The dead-letter class of a ``READ_ERRORS`` error met while opening or reading an object."""
+    if isinstance(exc, (PermissionError, api_exceptions.Forbidden)):
         return PERMISSION_DENIED
-    if isinstance(exc, FileNotFoundError):
+    if isinstance(exc, (FileNotFoundError, api_exceptions.NotFound)):
         return NOT_FOUND
-    if exc.errno == errno.ELOOP:
+    if getattr(exc, "errno", None) == errno.ELOOP:
         return SYMLINK_LOOP
     return UNREADABLE
+
+
+def read_error_message(exc: BaseException) -> str:
+    """What went wrong, in the OS's or the storage service's own words."""
+    if isinstance(exc, api_exceptions.GoogleAPICallError):
+        return f"{exc.code} {exc.message}"
+    return exc.strerror or str(exc)

@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 import pyarrow.parquet as pq
 
 from transforms import fs
-from transforms.chunk_errors import BAD_REFERENCE, ChunkingError
+from transforms.chunk_errors import BAD_REFERENCE, READ_ERRORS, ChunkingError
 from transforms.prompts import document_prefix
 from transforms.settings import ChunkSettings
 from transforms.tokens import estimate_text_tokens
@@ -251,7 +251,7 @@ def chunk_records(
         except ChunkingError as exc:
             yield exc
             continue
-        except (OSError, ValueError) as exc:
+        except (*READ_ERRORS, ValueError) as exc:
             yield ChunkingError(BAD_RECORD, f"row {number}: {exc}")
             continue
         if chunk.source_uri in seen:

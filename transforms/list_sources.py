@@ -40,8 +40,11 @@ from transforms.chunk_errors import (
     SPECIAL_FILE,
     SYMLINK_LOOP,
     UNDECODABLE_NAME,
+    NOT_FOUND,
+    READ_ERRORS,
     ChunkingError,
-    os_error_class,
+    read_error_class,
+    read_error_message,
 )
 from transforms.detect_type import detect_type
 from transforms.roots import GLOB_CHARS, inside_roots
@@ -66,6 +69,19 @@ _MESSAGES = {
     DIRECTORY_SYMLINK: "symlink to a directory, not followed (fix: list the directory itself in sources)",
     UNDECODABLE_NAME: "the file name is not valid UTF-8, so no output can name it (fix: rename the file)",
 }
+_GCS_MESSAGES = {
+    PERMISSION_DENIED: "permission denied: this identity may not read the object (fix: grant it "
+                       "storage.objects.get on the bucket, e.g. roles/storage.objectViewer)",
+    NOT_FOUND: "the object was deleted after it was listed: nothing left to embed (a rerun lists "
+               "the bucket again)",
+}
+
+
+def read_failure(uri: str, exc: BaseException) -> tuple[str, str]:
+    """The dead-letter class and message of a ``READ_ERRORS`` error met reading ``uri``."""
+    problem = read_error_class(exc)
+    known = (_GCS_MESSAGES if fs.is_gcs(uri) else _MESSAGES).get(problem)
+    return problem, known or f"cannot read it: {read_error_message(exc)}"
 
 
 @dataclass(frozen=True)
@@ -119,7 +135,7 @@ def local_entry(path: str, roots: Sequence[str] = (), check_path: bool = False) 
     try:
         lst = os.lstat(uri)
     except OSError as exc:
-        return _problem(uri, None, os_error_class(exc), f"cannot stat: {exc.strerror}")
+        return _problem(uri, None, read_error_class(exc), f"cannot stat: {exc.strerror}")
     try:
         uri.encode("utf-8")
     except UnicodeEncodeError:  # bytes os.fsdecode kept as surrogates
@@ -136,7 +152,7 @@ def local_entry(path: str, roots: Sequence[str] = (), check_path: bool = False) 
                 return _problem(uri, lst, BROKEN_SYMLINK)
             if exc.errno == errno.ELOOP:
                 return _problem(uri, lst, SYMLINK_LOOP)
-            return _problem(uri, lst, os_error_class(exc), f"cannot follow the symlink: {exc.strerror}")
+            return _problem(uri, lst, read_error_class(exc), f"cannot follow the symlink: {exc.strerror}")
         if stat.S_ISDIR(st.st_mode):
             return _problem(uri, lst, DIRECTORY_SYMLINK, detected_type=DIRECTORY)
     elif stat.S_ISDIR(st.st_mode):
@@ -186,7 +202,7 @@ def _walk(root: str, roots: Sequence[str]) -> Iterator[ListedObject]:
 def _unlistable(failed: list[OSError]) -> Iterator[ListedObject]:
     while failed:
         exc = failed.pop()
-        yield _problem(os.path.abspath(exc.filename), None, os_error_class(exc),
+        yield _problem(os.path.abspath(exc.filename), None, read_error_class(exc),
                        f"cannot list the folder: {exc.strerror}")
 
 
@@ -272,9 +288,9 @@ def describe(listed: ListedObject) -> SourceObject:
     if problem is None:
         try:
             head = fs.read_head(listed.uri, HEAD_BYTES) if listed.size_bytes else b""
-        except OSError as exc:
-            detected, problem = UNREADABLE, os_error_class(exc)
-            message = _MESSAGES.get(problem) or f"cannot read it: {exc.strerror or exc}"
+        except READ_ERRORS as exc:
+            detected = UNREADABLE
+            problem, message = read_failure(listed.uri, exc)
         else:
             detected, mime = detect_type(head, listed.uri, listed.size_bytes)
     return SourceObject(
