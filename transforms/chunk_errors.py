@@ -46,7 +46,7 @@ DIRECTORY_SYMLINK = "directory_symlink"
 
 
 # What reading one object may raise that concerns that object alone: an OS error locally;
-# on gs://, the object deleted or replaced since the listing (404) or refused to this
+# on gs://, the object deleted since the listing (404) or refused to this
 # identity (403). A live bucket changes under a run, so these are dead letters, not crashes.
 READ_ERRORS = (OSError, api_exceptions.NotFound, api_exceptions.Forbidden)
 
