@@ -33,8 +33,8 @@ STAGE_NAMESPACE = "embedpipe.stage"
 class MarkStage(beam.DoFn):
     """Pass elements through, recording when each left ``stage`` (ms since the epoch).
 
-    The distribution is looked up once per DoFn instance, not per element: building a
-    metric handle costs more than the update, and this step sees every object."""
+    The distribution handle is made once per DoFn instance, not per element: making one
+    costs more than the update, and the list and chunk clocks see every object."""
 
     def __init__(self, stage: str):
         self._name = f"{stage}_out_ms"
