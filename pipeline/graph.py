@@ -108,7 +108,7 @@ def build_prepare(
     sources = (
         p
         | "ListSources" >> ListSources(c.sources, exclude_prefix=exclude, roots=chunk_settings.source_roots)
-        | "Clock list" >> beam.Map(phases.mark_stage, "list")
+        | "Clock list" >> beam.ParDo(phases.MarkStage("list"))
     )
     outcomes = []
     written = []
@@ -130,11 +130,11 @@ def build_prepare(
             | "Write tombstones" >> WriteOnceJsonLines(tombstones(paths))
         )
     chunked = sources | "Chunk" >> ChunkSources(chunk_settings)
-    outcomes.append(chunked.outcomes | "Clock chunk" >> beam.Map(phases.mark_stage, "chunk"))
+    outcomes.append(chunked.outcomes | "Clock chunk" >> beam.ParDo(phases.MarkStage("chunk")))
     files = (
         chunked.chunks
         | "PlanRequests" >> PlanRequests(paths.requests, request_sizing(settings, paths))
-        | "Clock plan" >> beam.Map(phases.mark_stage, "plan")
+        | "Clock plan" >> beam.ParDo(phases.MarkStage("plan"))
     )
     written.append(
         files

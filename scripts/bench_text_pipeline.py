@@ -51,6 +51,9 @@ PREPARE_STAGES = {
     "serialise request lines": ["transforms.plan_requests:plan_line"],
     "write request files": ["transforms.plan_requests:write_request_file"],
     "listing JSON lines": ["pipeline.graph:_to_json_line", "scripts.bench_text_pipeline:listing_line"],
+    # Beam only (the spill is read back inside "write request files")
+    "spill request lines": ["transforms.plan_requests:spill_record"],
+    "stage clocks": ["pipeline.phases:process"],
 }
 
 

@@ -134,3 +134,39 @@ def test_chunk_ids_change_with_chunker_settings(chunk_settings):
     a = {c.chunk_id for c in chunk_text(_source(), data, chunk_settings)}
     b = {c.chunk_id for c in chunk_text(_source(), data, other)}
     assert not a & b
+
+
+def test_the_chunk_stage_counts_every_chunk_and_token_and_clocks_every_object(
+    tmp_path, chunk_settings
+):
+    """The chunk counters and the stage clock, updated once per object, still add up
+    to every chunk, every estimated token and every object of a real pipeline run."""
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.phases import STAGE_NAMESPACE, MarkStage
+    from transforms.chunk import ChunkSources
+
+    sources = []
+    for i, words in enumerate((3, 900, 2500, 0)):
+        path = tmp_path / f"doc{i}.txt"
+        path.write_text(" ".join(f"word{j}" for j in range(words)))
+        sources.append(SourceObject(uri=str(path), size_bytes=path.stat().st_size,
+                                    generation="1-1", detected_type="text"))
+    expected = [c for s in sources
+                for c in chunk_text(s, open(s.uri, "rb").read(), chunk_settings)]
+    p = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
+    chunked = p | beam.Create(sources) | ChunkSources(chunk_settings)
+    _ = chunked.outcomes | beam.ParDo(MarkStage("chunk"))
+    result = p.run()
+    result.wait_until_finish()
+
+    counters = {c.key.metric.name: c.committed for c in result.metrics().query(
+        MetricsFilter().with_namespace("embedpipe"))["counters"]}
+    assert len(expected) > 3
+    assert counters["chunks"] == len(expected)
+    assert counters["chunk_est_tokens"] == sum(c.est_tokens for c in expected)
+    (clock,) = result.metrics().query(MetricsFilter().with_namespace(STAGE_NAMESPACE))["distributions"]
+    assert clock.key.metric.name == "chunk_out_ms"
+    assert clock.committed.count == len(sources)

@@ -158,7 +158,7 @@ class ChunkDoFn(beam.DoFn):
         if source.detected_type in SKIPPED_TYPES:
             yield self._outcome(source, "skipped", reason=source.problem)
             return
-        emitted = dead = 0
+        emitted = dead = tokens = 0
         failure = None
         try:
             for item in route(source, self._settings):
@@ -167,8 +167,7 @@ class ChunkDoFn(beam.DoFn):
                     yield self._dead_letter(source, item.error_class, item.message)
                     continue
                 emitted += 1
-                self._chunks.inc()
-                self._tokens.inc(item.est_tokens)
+                tokens += item.est_tokens
                 yield item
         except ChunkingError as exc:
             failure = (exc.error_class, exc.message)
@@ -177,6 +176,9 @@ class ChunkDoFn(beam.DoFn):
         except (ValueError, RuntimeError, MemoryError) as exc:
             _LOG.warning("chunking %s failed: %s", source.uri, exc)
             failure = (type(exc).__name__, str(exc))
+        if emitted:  # once per object, not per chunk: each update goes through Beam's tracker
+            self._chunks.inc(emitted)
+            self._tokens.inc(tokens)
         if failure is not None:
             dead += 1
             where = f" (after {emitted} chunks)" if emitted else ""

@@ -133,7 +133,7 @@ def write_bytes(uri: str, data: bytes) -> None:
 
 
 @contextlib.contextmanager
-def open_write(uri: str) -> Iterator:
+def open_write(uri: str, buffer_bytes: int = -1) -> Iterator:
     """Stream-write an object; it appears (or is replaced) atomically when the block ends:
     a GCS upload is committed only when it completes; a local file is written to a hidden
     temp file, fsynced and renamed into place. A crash leaves the old version or the new
@@ -146,7 +146,7 @@ def open_write(uri: str) -> Iterator:
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fd, "wb", buffer_bytes) as fh:  # -1: Python's default size
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

@@ -301,6 +301,7 @@ def select_lines(
 LineRef = tuple
 REFS_PER_BATCH = 20_000  # refs a spilling worker holds before it hands them on
 _OPEN_SPILLS = 64  # spill files a writer keeps open at once
+_SPILL_BUFFER = 1 << 20  # a spill is written in 1 MB system calls, not one per 8 KB
 
 
 def new_spill_dir(requests_dir: str) -> str:
@@ -374,7 +375,9 @@ class SpillRequestLines(beam.DoFn):
         if self._files is None:
             self._files = contextlib.ExitStack()
             self._name = f"{uuid.uuid4().hex}.spill"
-            self._out = self._files.enter_context(fs.open_write(fs.join(self._dir, self._name)))
+            self._out = self._files.enter_context(
+                fs.open_write(fs.join(self._dir, self._name), _SPILL_BUFFER)
+            )
             self._offset = 0
         record = spill_record(planned)
         self._out.write(record)
@@ -399,23 +402,34 @@ class SpillRequestLines(beam.DoFn):
 
 
 class SpillReader:
-    """Reads spilled records back by (file, offset, length), a few files open at a time."""
+    """Reads spilled records back by (file, offset, length), a few files open at a time;
+    a local spill by one ``pread`` per record (records come back in key order, so a
+    buffered reader's seek would throw its buffer away for every one)."""
 
     def __init__(self, spill_dir: str):
         self._dir = spill_dir
+        self._remote = fs.is_remote(spill_dir)
         self._open: collections.OrderedDict = collections.OrderedDict()
 
     def record(self, name: str, offset: int, length: int) -> bytes:
-        fh = self._open.pop(name, None)
-        if fh is None:
+        handle = self._open.pop(name, None)
+        if handle is None:
             if len(self._open) >= _OPEN_SPILLS:
-                self._open.popitem(last=False)[1].close()
+                self._close(self._open.popitem(last=False)[1])
             uri = fs.join(self._dir, name)
-            fh = (FileSystems.open(uri, compression_type="uncompressed") if fs.is_remote(uri)
-                  else open(uri, "rb"))
-        self._open[name] = fh
-        fh.seek(offset)
-        return fh.read(length)
+            handle = (FileSystems.open(uri, compression_type="uncompressed") if self._remote
+                      else os.open(uri, os.O_RDONLY))
+        self._open[name] = handle
+        if not self._remote:
+            return os.pread(handle, length, offset)
+        handle.seek(offset)
+        return handle.read(length)
+
+    def _close(self, handle) -> None:
+        if self._remote:
+            handle.close()
+        else:
+            os.close(handle)
 
     def planned(self, ref: LineRef) -> PlannedLine:
         _, name, offset, length, _, _ = ref
@@ -423,7 +437,7 @@ class SpillReader:
 
     def close(self) -> None:
         while self._open:
-            self._open.popitem()[1].close()
+            self._close(self._open.popitem()[1])
 
 
 @contextlib.contextmanager
