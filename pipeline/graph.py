@@ -39,6 +39,7 @@ from transforms.diff_last_run import (
 from transforms.embeddings_schema import EmbeddingsMeta
 from transforms.list_sources import ListSources
 from transforms.plan_requests import PlanRequests, RequestSizing
+from transforms.types import ObjectOutcome
 from transforms.write_embeddings import FAILURES, ResultSet, WriteEmbeddingsDoFn
 from transforms.write_once import WriteOnceJsonLines, shard_glob
 
@@ -78,6 +79,22 @@ def clear_shards(prefixes: list[str]) -> None:
 
 def _to_json_line(item) -> str:
     return json.dumps(dataclasses.asdict(item), sort_keys=True)
+
+
+_OUTCOME_FIELDS = tuple(f.name for f in dataclasses.fields(ObjectOutcome))
+
+
+def _outcome_row(outcome: ObjectOutcome) -> str:
+    """An outcome as the JSON array of its field values: what the listing sink holds until
+    it knows its shard count (about half its JSON line, one string per outcome). JSON keeps
+    it ASCII, so a file name that is not UTF-8 (lone surrogates, from ``surrogateescape``)
+    passes Beam's UTF-8 string coder, as it does inside the line."""
+    return json.dumps([getattr(outcome, name) for name in _OUTCOME_FIELDS])
+
+
+def _outcome_line(row: str) -> str:
+    """The listing line of an outcome row: the same text as ``_to_json_line(outcome)``."""
+    return json.dumps(dict(zip(_OUTCOME_FIELDS, json.loads(row))), sort_keys=True)
 
 
 def _write_index(infos, uri: str) -> None:
@@ -149,8 +166,8 @@ def build_prepare(
     written.append(
         outcomes
         | "All outcomes" >> beam.Flatten()
-        | "Outcomes to JSON" >> beam.Map(_to_json_line)
-        | "Write listing" >> WriteOnceJsonLines(listing(paths))
+        | "Outcomes as rows" >> beam.Map(_outcome_row)
+        | "Write listing" >> WriteOnceJsonLines(listing(paths), to_line=_outcome_line)
     )
     return written
 
