@@ -23,7 +23,7 @@ import time
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import phases, runners
+from pipeline import heap, phases, runners
 from pipeline.config import Settings
 from pipeline.run_layout import RunPaths, write_json
 from transforms import fs
@@ -185,7 +185,10 @@ def run_prepare(
     extra_args: list[str] = (),
     previous: PreviousRun | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """Run the prepare pipeline; returns the list/chunk/plan windows (epoch seconds)."""
+    """Run the prepare pipeline; returns the list/chunk/plan windows (epoch seconds). On a
+    local runner its stages run in this process, which gives their freed buffers back
+    (``pipeline.heap``)."""
+    heap.return_freed_buffers()
     clear_shards([listing(paths), tombstones(paths), chunk_deadletters(paths), carried_deadletters(paths)])
     p = beam.Pipeline(options=pipeline_options(settings, extra_args))
     build_prepare(p, settings, paths, previous)
