@@ -2,6 +2,7 @@
 prepare's peak memory is its largest stage's, not the sum of its stages'."""
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -36,7 +37,10 @@ print((before - anon()) >> 20)
 
 
 def _mib_given_back(mode: str) -> int:
-    out = subprocess.run([sys.executable, "-c", FREED_MIB, mode], cwd=REPO, check=True,
+    """In a child with glibc's defaults: a ``MALLOC_*_`` variable (Dask's nanny sets
+    ``MALLOC_TRIM_THRESHOLD_``) already fixes the threshold."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", FREED_MIB, mode], cwd=REPO, env=env, check=True,
                          capture_output=True, text=True).stdout
     return int(out)
 
