@@ -23,7 +23,7 @@ import time
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import phases, runners
+from pipeline import heap, phases, runners
 from pipeline.config import Settings
 from pipeline.run_layout import RunPaths, write_json
 from transforms import fs
@@ -39,6 +39,7 @@ from transforms.diff_last_run import (
 from transforms.embeddings_schema import EmbeddingsMeta
 from transforms.list_sources import ListSources
 from transforms.plan_requests import PlanRequests, RequestSizing
+from transforms.types import ObjectOutcome
 from transforms.write_embeddings import FAILURES, ResultSet, WriteEmbeddingsDoFn
 from transforms.write_once import WriteOnceJsonLines, shard_glob
 
@@ -78,6 +79,22 @@ def clear_shards(prefixes: list[str]) -> None:
 
 def _to_json_line(item) -> str:
     return json.dumps(dataclasses.asdict(item), sort_keys=True)
+
+
+_OUTCOME_FIELDS = tuple(f.name for f in dataclasses.fields(ObjectOutcome))
+
+
+def _outcome_row(outcome: ObjectOutcome) -> str:
+    """An outcome as the JSON array of its field values: what the listing sink holds until
+    it knows its shard count (about half its JSON line, one string per outcome). JSON keeps
+    it ASCII, so a file name that is not UTF-8 (lone surrogates, from ``surrogateescape``)
+    passes Beam's UTF-8 string coder, as it does inside the line."""
+    return json.dumps([getattr(outcome, name) for name in _OUTCOME_FIELDS])
+
+
+def _outcome_line(row: str) -> str:
+    """The listing line of an outcome row: the same text as ``_to_json_line(outcome)``."""
+    return json.dumps(dict(zip(_OUTCOME_FIELDS, json.loads(row))), sort_keys=True)
 
 
 def _write_index(infos, uri: str) -> None:
@@ -149,8 +166,8 @@ def build_prepare(
     written.append(
         outcomes
         | "All outcomes" >> beam.Flatten()
-        | "Outcomes to JSON" >> beam.Map(_to_json_line)
-        | "Write listing" >> WriteOnceJsonLines(listing(paths))
+        | "Outcomes as rows" >> beam.Map(_outcome_row)
+        | "Write listing" >> WriteOnceJsonLines(listing(paths), to_line=_outcome_line)
     )
     return written
 
@@ -168,7 +185,10 @@ def run_prepare(
     extra_args: list[str] = (),
     previous: PreviousRun | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """Run the prepare pipeline; returns the list/chunk/plan windows (epoch seconds)."""
+    """Run the prepare pipeline; returns the list/chunk/plan windows (epoch seconds). On a
+    local runner its stages run in this process, which gives their freed buffers back
+    (``pipeline.heap``)."""
+    heap.return_freed_buffers()
     clear_shards([listing(paths), tombstones(paths), chunk_deadletters(paths), carried_deadletters(paths)])
     p = beam.Pipeline(options=pipeline_options(settings, extra_args))
     build_prepare(p, settings, paths, previous)

@@ -50,7 +50,8 @@ PREPARE_STAGES = {
     "chunk (read + split)": ["transforms.chunk:route"],
     "serialise request lines": ["transforms.plan_requests:plan_line"],
     "write request files": ["transforms.plan_requests:write_request_file"],
-    "listing JSON lines": ["pipeline.graph:_to_json_line", "scripts.bench_text_pipeline:listing_line"],
+    "listing JSON lines": ["pipeline.graph:_to_json_line", "pipeline.graph:_outcome_row",
+                           "pipeline.graph:_outcome_line", "scripts.bench_text_pipeline:listing_line"],
     # Beam only (the spill is read back inside "write request files")
     "spill request lines": ["transforms.plan_requests:spill_record"],
     "stage clocks": ["pipeline.phases:process"],

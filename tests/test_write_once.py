@@ -64,6 +64,27 @@ def _run_sink(prefix: str, lines: list[str], per_shard: int) -> None:
         _ = p | beam.Create(lines) | WriteOnceJsonLines(prefix, lines_per_shard=per_shard)
 
 
+def test_records_with_to_line_write_the_same_shards_as_their_lines(tmp_path):
+    """A sink fed compact records and a ``to_line`` writes, byte for byte, the objects the
+    same sink writes from the lines themselves (same shard count, same shard of each line)."""
+    records = [json.dumps([f"gs://b/doc-{i:03d}.txt", "chunked", i % 4]) for i in range(120)]
+
+    def to_line(record: str) -> str:
+        uri, status, chunks = json.loads(record)
+        return json.dumps({"uri": uri, "status": status, "chunks": chunks})
+
+    from_lines, from_records = str(tmp_path / "lines" / "objects"), str(tmp_path / "records" / "objects")
+    _run_sink(from_lines, [to_line(r) for r in records], per_shard=50)
+    with beam.Pipeline(runner="FnApiRunner") as p:
+        _ = p | beam.Create(records) | WriteOnceJsonLines(from_records, lines_per_shard=50, to_line=to_line)
+
+    def shards(prefix):
+        return {os.path.basename(path): fs.read_bytes(path) for path, _ in fs.match(shard_glob(prefix, ".jsonl"))}
+
+    assert len(shards(from_lines)) == 3
+    assert shards(from_records) == shards(from_lines)
+
+
 def test_sink_output_is_deterministic_and_a_rerun_writes_nothing_new(where):
     prefix = fs.join(where, "listing", "objects")
     _run_sink(prefix, LINES, per_shard=50)

@@ -7,11 +7,17 @@ the line count, grouped, sorted, and each shard is written once with ``fs.write_
 (GCS: ``if_generation_match=0``): the same input always gives the same objects, byte for
 byte, on any runner, so a retried worker rewriting a shard is a no-op and no shard is ever
 duplicated or half-written. An empty input writes nothing.
+
+The input may be compact records instead of lines, with ``to_line`` making each line where
+it is needed (to pick its shard, to write it): the shard count has to be known before any
+line is keyed, so the input waits in full between the count and the keying (on
+FnApiRunner, in the launching process), and a smaller record is less memory there.
 """
 from __future__ import annotations
 
 import hashlib
 import math
+from typing import Callable
 
 import apache_beam as beam
 from apache_beam.pvalue import AsSingleton
@@ -42,30 +48,37 @@ def shard_bytes(lines) -> bytes:
     return "".join(line + "\n" for line in sorted(lines)).encode("utf-8")
 
 
+def _same(line: str) -> str:
+    return line
+
+
 class WriteShardDoFn(beam.DoFn):
-    def __init__(self, prefix: str, suffix: str):
+    def __init__(self, prefix: str, suffix: str, to_line: Callable[[object], str] = _same):
         self._prefix = prefix
         self._suffix = suffix
+        self._to_line = to_line
 
     def process(self, element):
-        (index, count), lines = element
+        (index, count), records = element
         path = shard_path(self._prefix, index, count, self._suffix)
-        fs.write_once(path, shard_bytes(lines))
+        fs.write_once(path, shard_bytes(map(self._to_line, records)))
         yield path
 
 
 class WriteOnceJsonLines(beam.PTransform):
-    """Lines (str, no newline) → shard objects ``<prefix>-SSSSS-of-NNNNN<suffix>``;
-    outputs the paths written."""
+    """Lines (str, no newline), or records with ``to_line`` (record → line), → shard
+    objects ``<prefix>-SSSSS-of-NNNNN<suffix>``; outputs the paths written."""
 
-    def __init__(self, prefix: str, suffix: str = ".jsonl", lines_per_shard: int = LINES_PER_SHARD):
+    def __init__(self, prefix: str, suffix: str = ".jsonl", lines_per_shard: int = LINES_PER_SHARD,
+                 to_line: Callable[[object], str] = _same):
         super().__init__()
         self._prefix = prefix
         self._suffix = suffix
         self._per_shard = lines_per_shard
+        self._to_line = to_line
 
     def expand(self, lines):
-        per_shard = self._per_shard
+        per_shard, to_line = self._per_shard, self._to_line
         count = (
             lines
             | "Count lines" >> beam.combiners.Count.Globally()
@@ -73,7 +86,8 @@ class WriteOnceJsonLines(beam.PTransform):
         )
         return (
             lines
-            | "Key by shard" >> beam.Map(lambda line, n: ((shard_of(line, n), n), line), AsSingleton(count))
+            | "Key by shard" >> beam.Map(lambda record, n: ((shard_of(to_line(record), n), n), record),
+                                         AsSingleton(count))
             | "Group by shard" >> beam.GroupByKey()
-            | "Write shards" >> beam.ParDo(WriteShardDoFn(self._prefix, self._suffix))
+            | "Write shards" >> beam.ParDo(WriteShardDoFn(self._prefix, self._suffix, to_line))
         )
