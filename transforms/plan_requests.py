@@ -35,7 +35,6 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
 from transforms import fs
@@ -417,8 +416,7 @@ class SpillReader:
             if len(self._open) >= _OPEN_SPILLS:
                 self._close(self._open.popitem(last=False)[1])
             uri = fs.join(self._dir, name)
-            handle = (FileSystems.open(uri, compression_type="uncompressed") if self._remote
-                      else os.open(uri, os.O_RDONLY))
+            handle = fs.open_read(uri) if self._remote else os.open(uri, os.O_RDONLY)
         self._open[name] = handle
         if not self._remote:
             return os.pread(handle, length, offset)
