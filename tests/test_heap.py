@@ -12,8 +12,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# 64 buffers of 1 MiB, each followed by a small block that stays (live data above it); the
-# MiB freed after a 16 MiB buffer was (which raises glibc's dynamic threshold to 16 MiB)
+# A 16 MiB buffer freed first (glibc's dynamic threshold rises to 16 MiB), then 64 buffers of
+# 1 MiB, each followed by a small block that stays (live data above it), freed together: how
+# many MiB go back to the system?
 FREED_MIB = """
 import sys
 from pipeline.heap import return_freed_buffers
