@@ -15,7 +15,16 @@ import pytest
 
 from gcs_emulator import gcs_bucket, gcs_emulator  # noqa: F401 (pytest fixtures)
 from transforms import fs
-from transforms.write_once import WriteOnceJsonLines, WriteShardDoFn, shard_bytes, shard_glob
+from transforms.write_once import (
+    RECORDS_PER_PACK,
+    RecordPack,
+    WriteOnceJsonLines,
+    WriteShardDoFn,
+    shard_bytes,
+    shard_glob,
+    shard_of,
+    shard_path,
+)
 
 LINES = [json.dumps({"uri": f"gs://b/doc-{i:03d}.txt", "status": "chunked", "chunks": i % 4}) for i in range(120)]
 
@@ -98,6 +107,30 @@ def test_sink_output_is_deterministic_and_a_rerun_writes_nothing_new(where):
     random.Random(7).shuffle(shuffled)
     _run_sink(prefix, shuffled, per_shard=50)  # the same input again, bundled differently
     assert {p: _generation(p) for p, _ in fs.match(shard_glob(prefix, ".jsonl"))} == generations
+
+
+def test_a_record_pack_gives_back_its_records_exactly():
+    records = ["", "plain", '{"uri": "caf\u00e9 \u2028 \\"q\\"", "n": 1}', "\u00e9\U0001f600", "tab\there", "cr\rhere"]
+    pack = RecordPack.of(records)
+    assert pack.count == len(records)
+    assert pack.records() == records
+    assert RecordPack.of([""]).records() == [""]
+
+
+def test_a_sink_fed_many_packs_writes_each_line_once_in_its_shard(tmp_path):
+    """Lines cross the sink in packs of RECORDS_PER_PACK, each regrouped by shard: with
+    several packs per shard and several shards per pack, every shard holds exactly its
+    lines, sorted, as a sink taking one line at a time would write it."""
+    lines = [json.dumps({"uri": f"/c/d{i:05d}.txt", "note": "\u00e9" * (i % 3)}, ensure_ascii=False)
+             for i in range(2 * RECORDS_PER_PACK + 345)]
+    prefix = str(tmp_path / "listing" / "objects")
+    _run_sink(prefix, lines, per_shard=400)
+    count = -(-len(lines) // 400)
+    expected = {}
+    for line in lines:
+        expected.setdefault(shard_of(line, count), []).append(line)
+    written = {path: fs.read_bytes(path) for path, _ in fs.match(shard_glob(prefix, ".jsonl"))}
+    assert written == {shard_path(prefix, i, count, ".jsonl"): shard_bytes(group) for i, group in expected.items()}
 
 
 def test_sink_writes_nothing_for_empty_input(where):
