@@ -148,8 +148,10 @@ def _check_crashed_where_told(point: str, s: dict) -> None:
         assert records and all(r["job_name"] for r in records) and "COLLECTED" not in states
         assert len(s["jobs"]) == len(records)
     elif point == "downloaded":  # results on disk, the ledger still says SUCCEEDED
-        assert len(s["results"]) == 1 and "COLLECTED" not in states
-        assert s["ledger"][s["results"][0][: -len(".jsonl")]]["state"] == "SUCCEEDED"
+        # Downloads run concurrently: the kill comes as the first one is recorded, and
+        # another may have finished its file in that moment (seen once under load).
+        assert s["results"] and "COLLECTED" not in states
+        assert all(s["ledger"][name[: -len(".jsonl")]]["state"] == "SUCCEEDED" for name in s["results"])
     elif point == "part-written":  # every job collected, one part written, no manifest
         assert records and set(states) == {"COLLECTED"}
         assert len(s["parts"]) == 1 and not s["manifest"]
