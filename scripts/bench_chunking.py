@@ -96,8 +96,9 @@ def _timed_ffmpeg(execute):
 
     def run(self, stream, timeout, loglevel):
         args = stream.get_args()
-        kind = (SOURCE_SCAN if loglevel == "level+info" else PIECE_SCAN if "framecrc" in args
-                else CUT if "segment" in args else "re-encode")
+        pieces = any(os.path.basename(a).startswith(("piece", "recut")) for a in args)
+        kind = (CUT if "segment" in args else "re-encode" if "framecrc" not in args
+                else PIECE_SCAN if pieces else SOURCE_SCAN)
         started = time.perf_counter()
         try:
             return execute(self, stream, timeout, loglevel)
@@ -157,7 +158,7 @@ def print_profile(raw_wall: float) -> None:
 def bench_video(seconds: float, work: str, repeats: int) -> dict:
     tool = FfmpegTool.from_settings(SETTINGS)
     FfmpegTool._execute = _timed_ffmpeg(FfmpegTool._execute)
-    ffmpeg_tools.parse_framecrc = _timed(PARSE, ffmpeg_tools.parse_framecrc)
+    ffmpeg_tools._fold_framecrc = _timed(PARSE, ffmpeg_tools._fold_framecrc)
     chunk_builder.inline_part = _timed(BASE64, chunk_builder.inline_part)
     clips = {
         "h264 640x360, GOP 16.7 s": mf.h264_mp4(

@@ -6,6 +6,12 @@ through the ``framecrc`` muxer with stream copy — one line per packet with its
 timestamps and keyframe flag, no decoding (~0.15 s per 5 min of 360p). The scan reads the
 packets through the same demuxer and timestamp handling that later cuts the file, so
 keyframe times and cut times share one timeline.
+
+In MP4/MOV and Matroska/WebM, whose demuxers seek by index, a stream's extent is read at
+its edges (its first packets and its last seconds) where a full read would only confirm
+it: the audio of a source (its video is still read whole, for the keyframes), and the cut
+pieces, whose keyframes nobody needs. The edges vouch for their answer or step aside for
+the full scan, so the result is the same either way.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Sequence
 
@@ -170,6 +176,7 @@ def parse_header(stderr: str) -> MediaInfo:
     if not found:
         raise FfmpegError("ffmpeg could not open the input", stderr)
     header = stderr[found.start() :].split("Stream mapping:")[0].split("\nOutput #0")[0]
+    header = header.split("\nInput #1,")[0]
     duration = None
     kbps = 0
     dur = _DURATION_RE.search(header)
@@ -210,20 +217,58 @@ def parse_header(stderr: str) -> MediaInfo:
     )
 
 
-def parse_framecrc(lines) -> PacketScan:
-    """Fold ``framecrc`` lines (``stream, dts, pts, duration, size, crc[, F=flags]``) into spans.
+@dataclass
+class _PacketTicks:
+    """A ``framecrc`` file folded per output stream, in integer ticks of each stream's time
+    base: first pts, last pts + duration, packet count, and the first video stream's
+    keyframe pts."""
+
+    time_base: dict[int, tuple[int, int]] = field(default_factory=dict)
+    kinds: dict[int, str] = field(default_factory=dict)
+    first: dict[int, int] = field(default_factory=dict)
+    last: dict[int, int] = field(default_factory=dict)
+    count: dict[int, int] = field(default_factory=dict)
+    key_ticks: list[int] = field(default_factory=list)
+    key_stream: int | None = None
+
+    def seconds(self, idx: int, ticks: int, start_us: int) -> float:
+        """``ticks`` of stream ``idx`` in seconds on the timeline a run without ``-copyts``
+        gives: ffmpeg then moves every packet by ``-start`` (µs, rescaled per stream)."""
+        num, den = self.time_base[idx]
+        return (ticks + _rescale_near_inf(-start_us, den, num * 1_000_000)) * (num / den)
+
+    def scan(self, start_us: int = 0) -> PacketScan:
+        return PacketScan(
+            streams=tuple(
+                StreamSpan(
+                    self.kinds.get(i, "data"),
+                    self.seconds(i, self.first[i], start_us),
+                    self.seconds(i, self.last[i], start_us),
+                )
+                for i in sorted(self.first)
+            ),
+            keyframes=tuple(
+                sorted({self.seconds(self.key_stream, t, start_us) for t in self.key_ticks})
+            ),
+        )
+
+
+def _rescale_near_inf(a: int, b: int, c: int) -> int:
+    """``a * b / c`` rounded half away from zero, as ffmpeg's ``av_rescale_q`` does."""
+    q = (abs(a) * b + c // 2) // c
+    return q if a >= 0 else -q
+
+
+def _fold_framecrc(lines) -> _PacketTicks:
+    """Fold ``framecrc`` lines (``stream, dts, pts, duration, size, crc[, F=flags]``) per stream.
 
     A packet without ``F=`` has exactly the keyframe flag; discarded packets (edit-list
     pre-roll, codec priming) still count, because a consumer may play them. Extents are
     kept in integer ticks and scaled once at the end (scaling is monotonic, so the result
     is the same as scaling each packet): ~20k lines per 5 min of video with audio.
     """
-    time_base: dict[int, float] = {}
-    kinds: dict[int, str] = {}
-    first: dict[int, int] = {}
-    last: dict[int, int] = {}
-    key_ticks: list[int] = []
-    key_stream = None
+    folded = _PacketTicks()
+    first, last, count, key_ticks = folded.first, folded.last, folded.count, folded.key_ticks
     for line in lines:
         if line[:1].isdigit():
             fields = line.split(",", 7)  # int() ignores the padding spaces
@@ -235,33 +280,127 @@ def parse_framecrc(lines) -> PacketScan:
             dur = int(fields[3])
             end = pts + dur if dur > 0 else pts
             if idx in first:
+                count[idx] += 1
                 if pts < first[idx]:
                     first[idx] = pts
                 if end > last[idx]:
                     last[idx] = end
             else:
-                first[idx], last[idx] = pts, end
-            if idx == key_stream:
+                first[idx], last[idx], count[idx] = pts, end, 1
+            if idx == folded.key_stream:
                 flags = fields[6].lstrip() if len(fields) > 6 else ""
                 if not flags.startswith("F=") or int(flags[2:], 16) & KEY_FLAG:
                     key_ticks.append(pts)
         elif line.startswith("#tb "):
             idx, frac = line[4:].split(":")
             num, den = frac.strip().split("/")
-            time_base[int(idx)] = int(num) / int(den)
+            folded.time_base[int(idx)] = (int(num), int(den))
         elif line.startswith("#media_type "):
             idx, kind = line[12:].split(":")
-            kinds[int(idx)] = kind.strip()
-            if key_stream is None and kind.strip() == "video":
-                key_stream = int(idx)
-    key_tb = time_base.get(key_stream, 0.0)
-    return PacketScan(
-        streams=tuple(
-            StreamSpan(kinds.get(i, "data"), first[i] * time_base[i], last[i] * time_base[i])
-            for i in sorted(first)
-        ),
-        keyframes=tuple(sorted({t * key_tb for t in key_ticks})),
-    )
+            folded.kinds[int(idx)] = kind.strip()
+            if folded.key_stream is None and kind.strip() == "video":
+                folded.key_stream = int(idx)
+    return folded
+
+
+def parse_framecrc(lines) -> PacketScan:
+    """Packet extents and keyframes of a ``framecrc`` file (see ``_fold_framecrc``)."""
+    return _fold_framecrc(lines).scan()
+
+
+def _read_framecrc(path: str) -> _PacketTicks:
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return _fold_framecrc(fh)
+
+
+# Edge scans. A stream's earliest pts lies among its first packets and its latest end
+# among its last ones: H.264 and HEVC reorder at most 16 frames, other codecs less. So where
+# the demuxer seeks by index (packets read after a seek carry the timestamps a full read
+# gives them), the first EDGE_PACKETS packets of each stream plus a read of the last
+# TAIL_SECONDS s give the extents a full scan gives, once the tail holds at least
+# EDGE_PACKETS packets of every stream. Anything less and the file is scanned in full.
+EDGE_PACKETS = 32
+TAIL_SECONDS = 5
+EDGE_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
+_VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".3gp", ".3g2", ".mj2", ".mkv", ".webm")
+_EDGE_SUFFIXES = _VIDEO_SUFFIXES + (".m4a", ".mka")
+_HEADER_RE = re.compile(r"^Input #\d+, (?P<fmt>.*?), from '(?P<url>.*)':$", re.M)
+_START_RE = re.compile(r"^\s*Duration: [^\n]*?, start: (?P<sign>-?)(?P<s>\d+)\.(?P<us>\d{6})", re.M)
+
+
+def _seeks_by_index(path: str, suffixes: tuple[str, ...] = _EDGE_SUFFIXES) -> bool:
+    """Worth an edge scan by its name; the header's format name decides whether it counts."""
+    return path.lower().endswith(suffixes)
+
+
+def _edge_outputs(path: str, selectors: Sequence[str], head: str, tail: str) -> list:
+    """framecrc outputs of the first EDGE_PACKETS packets and the last TAIL_SECONDS s of
+    ``path``'s selected streams; they need ``-copyts`` so the tail keeps its timestamps."""
+    start = ffmpeg.input(input_path(path))
+    end = ffmpeg.input(input_path(path), sseof=-TAIL_SECONDS)
+    first = {"frames:v": EDGE_PACKETS, "frames:a": EDGE_PACKETS}
+    return [
+        ffmpeg.output(*(start[s] for s in selectors), head, c="copy", f="framecrc", **first),
+        ffmpeg.output(*(end[s] for s in selectors), tail, c="copy", f="framecrc"),
+    ]
+
+
+def _edge_spans(head: _PacketTicks, tail: _PacketTicks, start_us: int) -> dict:
+    """Extent of each stream by kind, in stream order, from its head and tail reads; the
+    value is ``None`` where they cannot vouch for it (seen by one read only, a different
+    time base, or fewer than EDGE_PACKETS packets in the tail)."""
+    spans: dict = {}
+    for i in sorted(set(head.first) | set(tail.first)):
+        kind = head.kinds.get(i, tail.kinds.get(i))
+        sound = (
+            kind not in spans
+            and i in head.first
+            and i in tail.first
+            and head.kinds.get(i) == tail.kinds.get(i)
+            and head.time_base.get(i) == tail.time_base.get(i)
+            and tail.count[i] >= EDGE_PACKETS
+        )
+        spans[kind] = (
+            StreamSpan(
+                kind,
+                head.seconds(i, min(head.first[i], tail.first[i]), start_us),
+                head.seconds(i, max(head.last[i], tail.last[i]), start_us),
+            )
+            if sound
+            else None
+        )
+    return spans
+
+
+def _edge_read(head: str, tail: str, header: tuple[str, int | None] | None) -> dict | None:
+    """``_edge_spans`` of one file's head and tail outputs; ``None`` unless its header
+    shows a container that seeks by index and a start time."""
+    fmt, start = header or (None, None)
+    if fmt not in EDGE_FORMATS or start is None:
+        return None
+    return _edge_spans(_read_framecrc(head), _read_framecrc(tail), start)
+
+
+def _input_headers(log: str) -> dict[str, tuple[str, int | None]]:
+    """Format name and start time (µs, ``None`` if not printed) of each input, by its URL."""
+    headers = {}
+    found = list(_HEADER_RE.finditer(log))
+    for n, header in enumerate(found):
+        block = log[header.end() : found[n + 1].start() if n + 1 < len(found) else len(log)]
+        block = block.split("\nOutput #")[0].split("Stream mapping:")[0]
+        start = _START_RE.search(block)
+        start_us = None
+        if start:
+            start_us = int(start.group("s")) * 1_000_000 + int(start.group("us"))
+            start_us = -start_us if start.group("sign") else start_us
+        headers[header.group("url")] = (header.group("fmt"), start_us)
+    return headers
+
+
+def _of_kinds(scan: PacketScan, info: MediaInfo) -> PacketScan:
+    """``scan`` without the streams of kinds the header does not count (e.g. cover art)."""
+    kinds = {s.kind for s in (info.video, info.audio) if s is not None}
+    return PacketScan(tuple(s for s in scan.streams if s.kind in kinds), scan.keyframes)
 
 
 _LEVEL_TAG_RE = re.compile(
@@ -319,38 +458,87 @@ class FfmpegTool:
             raise FfmpegError(f"ffmpeg exited with {code}", err)
         return err
 
+    def _probe(self, stream) -> tuple[MediaInfo, PacketScanError | None, str]:
+        """Run a graph whose input #0 is the file at info level: its header, the scan's
+        failure if any (a timeout after the header was read is one), and the tagged log.
+        Raises only when the header cannot be read."""
+        try:
+            code, log = self._execute(stream, None, "level+info")
+            failure = f"ffmpeg exited with {code}" if code else None
+        except FfmpegError as err:  # timed out: reading the header, or the packets?
+            if not _INPUT_RE.search(_untagged(err.stderr)):
+                raise
+            code, log, failure = None, err.stderr, str(err)
+        info = parse_header(_untagged(log))
+        if failure:
+            failure = PacketScanError(failure, _untagged(log, _ERROR_LEVELS), timed_out=code is None)
+        return info, failure, log
+
     def probe_and_scan(self, path: str) -> tuple[MediaInfo, PacketScan | PacketScanError | None]:
         """``probe`` and ``scan_packets`` of the first video and audio stream in one run
         (one process start fewer per file). The scan's log at info level carries the same
         ``Input #0`` header ``probe`` reads; each line is tagged with its level, so a failed
         scan reports exactly what an error-level run would.
 
+        In a container that seeks by index, the audio is read at its edges only
+        (``_edge_spans``) while the video is read in full for its keyframes; whatever the
+        edges cannot vouch for is scanned in full, so the result is the same either way.
+
         Raises only when the header cannot be read. A failed scan is returned, not raised,
         so the caller can first refuse the file for what its header shows, as before. The
         scan is ``None`` without video and audio, and keeps the kinds the header shows.
         """
         with tempfile.TemporaryDirectory(prefix="embedpipe-scan-") as tmp:
+            if _seeks_by_index(path, _VIDEO_SUFFIXES):
+                found = self._probe_with_audio_edges(path, tmp)
+                if found is not None:
+                    return found
             out = os.path.join(tmp, "packets.crc")
             inp = ffmpeg.input(input_path(path))
-            stream = ffmpeg.output(inp["V:0?"], inp["a:0?"], out, c="copy", f="framecrc")
-            try:
-                code, log = self._execute(stream, None, "level+info")
-                failure = f"ffmpeg exited with {code}" if code else None
-            except FfmpegError as err:  # timed out: reading the header, or the packets?
-                if not _INPUT_RE.search(_untagged(err.stderr)):
-                    raise
-                code, log, failure = None, err.stderr, str(err)
-            info = parse_header(_untagged(log))
+            info, failure, _ = self._probe(
+                ffmpeg.output(inp["V:0?"], inp["a:0?"], out, c="copy", f="framecrc")
+            )
             if info.video is None and info.audio is None:
                 return info, None
             if failure:
-                return info, PacketScanError(
-                    failure, _untagged(log, _ERROR_LEVELS), timed_out=code is None
-                )
-            with open(out, encoding="utf-8", errors="replace") as fh:
-                scan = parse_framecrc(fh)
-        kinds = {s.kind for s in (info.video, info.audio) if s is not None}
-        return info, PacketScan(tuple(s for s in scan.streams if s.kind in kinds), scan.keyframes)
+                return info, failure
+            return info, _of_kinds(_read_framecrc(out).scan(), info)
+
+    def _probe_with_audio_edges(
+        self, path: str, tmp: str
+    ) -> tuple[MediaInfo, PacketScan | PacketScanError | None] | None:
+        """``probe_and_scan`` reading the audio at its edges; ``None`` where it cannot vouch
+        (another container, a failed run or an error in its log, no video: ffmpeg would pick
+        its own streams for an output whose every map is missing, an audio track the edges
+        do not cover)."""
+        whole, head, tail = (os.path.join(tmp, f"{name}.crc") for name in ("whole", "head", "tail"))
+        inp = ffmpeg.input(input_path(path))
+        stream = ffmpeg.merge_outputs(
+            ffmpeg.output(inp["V:0?"], whole, c="copy", f="framecrc"),
+            *_edge_outputs(path, ["a:0?"], head, tail),
+        ).global_args("-copyts")
+        try:
+            info, failure, log = self._probe(stream)
+        except FfmpegError as err:
+            if err.timed_out:
+                raise
+            return None  # the full scan reports what cannot be read, in its own words
+        if info.video is None:
+            return None
+        if failure is not None and failure.timed_out:
+            return info, failure  # the full scan would take as long again
+        header = _input_headers(_untagged(log)).get(input_path(path))
+        errors = _untagged(log, _ERROR_LEVELS).strip()
+        edges = None if failure or errors else _edge_read(head, tail, header)
+        if edges is None:
+            return None
+        scan = _read_framecrc(whole).scan(header[1])
+        read = {s.kind for s in scan.streams}
+        needed = {s.kind for s in (info.video, info.audio) if s is not None} - read
+        if any(edges.get(kind, ()) is None for kind in needed):
+            return None
+        spans = tuple(edges[kind] for kind in edges if kind in needed)
+        return info, _of_kinds(PacketScan(scan.streams + spans, scan.keyframes), info)
 
     def scan_packets(self, path: str, selectors: Sequence[str]) -> PacketScan:
         """Exact packet extents and keyframes of the selected streams (e.g. ``"V:0"``)."""
@@ -366,8 +554,43 @@ class FfmpegTool:
                 inp = ffmpeg.input(input_path(path))
                 streams.append(ffmpeg.output(*(inp[s] for s in selectors), out, c="copy", f="framecrc"))
             self.run(ffmpeg.merge_outputs(*streams))
-            scans = []
-            for out in outs:
-                with open(out, encoding="utf-8", errors="replace") as fh:
-                    scans.append(parse_framecrc(fh))
+            return [_read_framecrc(out).scan() for out in outs]
+
+    def scan_spans_many(self, paths: Sequence[str], selectors: Sequence[str]) -> list[PacketScan]:
+        """The packet extents ``scan_packets_many`` finds, without keyframes: files in a
+        container that seeks by index are read at their edges (``_edge_spans``), all in one
+        run; the rest, and any file the edges cannot vouch for, are scanned in full."""
+        scans: list[PacketScan | None] = [None] * len(paths)
+        edged = [i for i, path in enumerate(paths) if _seeks_by_index(path)]
+        if edged:
+            for i, scan in zip(edged, self._edge_scans([paths[i] for i in edged], selectors)):
+                scans[i] = scan
+        missing = [i for i, scan in enumerate(scans) if scan is None]
+        if missing:
+            for i, scan in zip(missing, self.scan_packets_many([paths[i] for i in missing], selectors)):
+                scans[i] = PacketScan(scan.streams, ())
+        return scans
+
+    def _edge_scans(self, paths: Sequence[str], selectors: Sequence[str]) -> list[PacketScan | None]:
+        """Edge extents of each file in one run; ``None`` for a file they cannot vouch for,
+        and for all of them when the run fails or logs an error."""
+        with tempfile.TemporaryDirectory(prefix="embedpipe-scan-") as tmp:
+            outs = [(os.path.join(tmp, f"head{i}.crc"), os.path.join(tmp, f"tail{i}.crc"))
+                    for i in range(len(paths))]
+            stream = ffmpeg.merge_outputs(
+                *(o for path, (head, tail) in zip(paths, outs)
+                  for o in _edge_outputs(path, selectors, head, tail))
+            ).global_args("-copyts")
+            try:
+                code, log = self._execute(stream, None, "level+info")
+            except FfmpegError:
+                return [None] * len(paths)
+            if code or _untagged(log, _ERROR_LEVELS).strip():
+                return [None] * len(paths)
+            headers = _input_headers(_untagged(log))
+            scans: list[PacketScan | None] = []
+            for path, (head, tail) in zip(paths, outs):
+                edges = _edge_read(head, tail, headers.get(input_path(path)))
+                sound = edges is not None and None not in edges.values()
+                scans.append(PacketScan(tuple(edges.values()), ()) if sound else None)
             return scans

@@ -240,7 +240,7 @@ def _scan_pieces(tool: FfmpegTool, pieces: Sequence[str | None], spec: CutSpec) 
     if not present:
         return [None] * len(pieces)
     try:
-        scans = iter(tool.scan_packets_many(present, [s + "?" for s in spec.streams]))
+        scans = iter(tool.scan_spans_many(present, [s + "?" for s in spec.streams]))
     except FfmpegError:
         return [None] * len(pieces)
     return [None if p is None else next(scans) for p in pieces]
