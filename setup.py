@@ -29,6 +29,7 @@ setup(
         "pyarrow>=16",
         "numpy>=1.26",
         "orjson>=3.9",  # result files: ~10 KB of JSON per vector
+        "pybase64>=1.4",  # inline media parts: SIMD base64, ~15x the stdlib's speed
         "faiss-cpu>=1.9,<2",
         "PyYAML>=6",
         "ffmpeg-python>=0.2,<0.3",

