@@ -324,6 +324,7 @@ TAIL_SECONDS = 5
 EDGE_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
 _VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".3gp", ".3g2", ".mj2", ".mkv", ".webm")
 _EDGE_SUFFIXES = _VIDEO_SUFFIXES + (".m4a", ".mka")
+_MOV_SUFFIXES = (".mp4", ".m4v", ".mov", ".3gp", ".3g2", ".mj2", ".m4a")
 _HEADER_RE = re.compile(r"^Input #\d+, (?P<fmt>.*?), from '(?P<url>.*)':$", re.M)
 _START_RE = re.compile(r"^\s*Duration: [^\n]*?, start: (?P<sign>-?)(?P<s>\d+)\.(?P<us>\d{6})", re.M)
 
@@ -336,12 +337,16 @@ def _seeks_by_index(path: str, suffixes: tuple[str, ...] = _EDGE_SUFFIXES) -> bo
 def _edge_outputs(path: str, selectors: Sequence[str], head: str, tail: str) -> list:
     """framecrc outputs of the first EDGE_PACKETS packets and the last TAIL_SECONDS s of
     ``path``'s selected streams; they need ``-copyts`` so the tail keeps its timestamps."""
+    # MOV seeks to any sample, so its tail is TAIL_SECONDS of video rather than everything
+    # from the keyframe before (Matroska logs an error for that); ``copyinkf`` keeps the
+    # packets ahead of the tail's first keyframe.
+    any_sample = {"seek2any": 1} if path.lower().endswith(_MOV_SUFFIXES) else {}
     start = ffmpeg.input(input_path(path))
-    end = ffmpeg.input(input_path(path), sseof=-TAIL_SECONDS)
+    end = ffmpeg.input(input_path(path), sseof=-TAIL_SECONDS, **any_sample)
     first = {"frames:v": EDGE_PACKETS, "frames:a": EDGE_PACKETS}
     return [
         ffmpeg.output(*(start[s] for s in selectors), head, c="copy", f="framecrc", **first),
-        ffmpeg.output(*(end[s] for s in selectors), tail, c="copy", f="framecrc"),
+        ffmpeg.output(*(end[s] for s in selectors), tail, c="copy", f="framecrc", copyinkf=None),
     ]
 
 
