@@ -316,11 +316,11 @@ def _read_framecrc(path: str) -> _PacketTicks:
 # Edge scans. A stream's earliest pts lies among its first packets and its latest end
 # among its last ones: H.264 and HEVC reorder at most 16 frames, other codecs less. So where
 # the demuxer seeks by index (packets read after a seek carry the timestamps a full read
-# gives them), the first EDGE_PACKETS packets of each stream plus a read of the last
-# TAIL_SECONDS s give the extents a full scan gives, once the tail holds at least
-# EDGE_PACKETS packets of every stream. Anything less and the file is scanned in full.
+# gives them), reads of the first and of the last EDGE_SECONDS s give the extents a full
+# scan gives, once each holds at least EDGE_PACKETS packets of every stream. Anything less
+# and the file is scanned in full.
 EDGE_PACKETS = 32
-TAIL_SECONDS = 5
+EDGE_SECONDS = 5
 EDGE_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
 _VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".3gp", ".3g2", ".mj2", ".mkv", ".webm")
 _EDGE_SUFFIXES = _VIDEO_SUFFIXES + (".m4a", ".mka")
@@ -335,17 +335,17 @@ def _seeks_by_index(path: str, suffixes: tuple[str, ...] = _EDGE_SUFFIXES) -> bo
 
 
 def _edge_outputs(path: str, selectors: Sequence[str], head: str, tail: str) -> list:
-    """framecrc outputs of the first EDGE_PACKETS packets and the last TAIL_SECONDS s of
-    ``path``'s selected streams; they need ``-copyts`` so the tail keeps its timestamps."""
-    # MOV seeks to any sample, so its tail is TAIL_SECONDS of video rather than everything
+    """framecrc outputs of the first and the last EDGE_SECONDS s of ``path``'s selected
+    streams; they need ``-copyts`` so the tail keeps its timestamps. (A packet count per
+    output, ``-frames``, would end the whole output at the first stream to reach it.)"""
+    # MOV seeks to any sample, so its tail is EDGE_SECONDS of video rather than everything
     # from the keyframe before (Matroska logs an error for that); ``copyinkf`` keeps the
     # packets ahead of the tail's first keyframe.
     any_sample = {"seek2any": 1} if path.lower().endswith(_MOV_SUFFIXES) else {}
-    start = ffmpeg.input(input_path(path))
-    end = ffmpeg.input(input_path(path), sseof=-TAIL_SECONDS, **any_sample)
-    first = {"frames:v": EDGE_PACKETS, "frames:a": EDGE_PACKETS}
+    start = ffmpeg.input(input_path(path), t=EDGE_SECONDS)
+    end = ffmpeg.input(input_path(path), sseof=-EDGE_SECONDS, **any_sample)
     return [
-        ffmpeg.output(*(start[s] for s in selectors), head, c="copy", f="framecrc", **first),
+        ffmpeg.output(*(start[s] for s in selectors), head, c="copy", f="framecrc"),
         ffmpeg.output(*(end[s] for s in selectors), tail, c="copy", f="framecrc", copyinkf=None),
     ]
 
@@ -353,7 +353,7 @@ def _edge_outputs(path: str, selectors: Sequence[str], head: str, tail: str) -> 
 def _edge_spans(head: _PacketTicks, tail: _PacketTicks, start_us: int) -> dict:
     """Extent of each stream by kind, in stream order, from its head and tail reads; the
     value is ``None`` where they cannot vouch for it (seen by one read only, a different
-    time base, or fewer than EDGE_PACKETS packets in the tail)."""
+    time base, or fewer than EDGE_PACKETS packets in either read)."""
     spans: dict = {}
     for i in sorted(set(head.first) | set(tail.first)):
         kind = head.kinds.get(i, tail.kinds.get(i))
@@ -363,7 +363,7 @@ def _edge_spans(head: _PacketTicks, tail: _PacketTicks, start_us: int) -> dict:
             and i in tail.first
             and head.kinds.get(i) == tail.kinds.get(i)
             and head.time_base.get(i) == tail.time_base.get(i)
-            and tail.count[i] >= EDGE_PACKETS
+            and min(head.count[i], tail.count[i]) >= EDGE_PACKETS
         )
         spans[kind] = (
             StreamSpan(
