@@ -118,7 +118,8 @@ def test_probe_reads_audio_at_its_edges_with_the_same_result(media, monkeypatch,
 
 def test_chunks_are_the_same_whichever_scan_reads_the_pieces(tmp_path, monkeypatch):
     """Forty seconds cut into pieces under the small limits: the same chunk ids and bytes
-    with edge scans, with full scans only, and when the edge run fails outright."""
+    with edge scans, with full scans only, when the edge run fails outright, and when the
+    batched full scan after it fails too."""
     settings = mf.small_settings()
     path = mf.h264_mp4(str(tmp_path / "v.mp4"), 40, gop=30)
     source = SourceObject(f"file://{path}", os.path.getsize(path), "1", "video")
@@ -140,3 +141,12 @@ def test_chunks_are_the_same_whichever_scan_reads_the_pieces(tmp_path, monkeypat
 
     monkeypatch.setattr(FfmpegTool, "_execute", edge_runs_fail)
     assert chunks() == edged
+    batched = FfmpegTool.scan_packets_many
+
+    def batched_scans_fail(self, paths, selectors):
+        if len(paths) > 1:
+            raise ffmpeg_tools.FfmpegError("simulated failure of the batched scan")
+        return batched(self, paths, selectors)
+
+    monkeypatch.setattr(FfmpegTool, "scan_packets_many", batched_scans_fail)
+    assert chunks() == edged  # then each piece is scanned on its own

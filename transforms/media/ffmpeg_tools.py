@@ -8,7 +8,7 @@ packets through the same demuxer and timestamp handling that later cuts the file
 keyframe times and cut times share one timeline.
 
 In MP4/MOV and Matroska/WebM, whose demuxers seek by index, a stream's extent is read at
-its edges (its first packets and its last seconds) where a full read would only confirm
+its edges (its first and its last seconds) where a full read would only confirm
 it: the audio of a source (its video is still read whole, for the keyframes), and the cut
 pieces, whose keyframes nobody needs. The edges vouch for their answer or step aside for
 the full scan, so the result is the same either way.
