@@ -30,50 +30,60 @@ def lavfi(seconds: float, rate: int = mf.RATE) -> list[str]:
             "-f", "lavfi", "-i", "sine=frequency=440", "-t", str(seconds)]
 
 
+def made(path, *args) -> str:
+    ffmpeg(*args, path)
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
-    """Files the edges must read exactly (``vouched``) and files they must hand over to a
-    full scan (``refused``: truncated, or audio ending long before the file does)."""
+    """Files the edges must read exactly (``vouched``), files they must hand over to a
+    full scan (``refused``), and odd ones where only the end result is pinned (``either``)."""
     d = tmp_path_factory.mktemp("edges")
     plain = mf.h264_mp4(d / "plain.mp4", 14)
     vouched = {
         "h264 + aac, B-frames": plain,
-        "b-pyramid, 8 B-frames, open GOP": (
-            ffmpeg(*lavfi(14), *X264, "-bf", 8, "-x264-params", "b-pyramid=normal:open-gop=1:keyint=45",
-                   "-c:a", "aac", d / "pyramid.mp4") or str(d / "pyramid.mp4")),
+        "b-pyramid, 8 B-frames, open GOP": made(
+            d / "pyramid.mp4", *lavfi(14), *X264, "-bf", 8,
+            "-x264-params", "b-pyramid=normal:open-gop=1:keyint=45", "-c:a", "aac"),
         "hevc": mf.hevc_mp4(d / "hevc.mp4", 12),
         "quicktime": mf.h264_mov(d / "qt.mov", 12),
-        "vp9 + opus, webm": mf.vp9_webm(d / "vp9.webm", 12),
-        "matroska": ffmpeg("-i", plain, "-c", "copy", d / "plain.mkv") or str(d / "plain.mkv"),
-        "fragmented mp4": (ffmpeg("-i", plain, "-c", "copy", "-movflags", "frag_keyframe+empty_moov",
-                                  d / "frag.mp4") or str(d / "frag.mp4")),
-        "cut at 3.3 s by copy: non-zero start, edit lists": (
-            ffmpeg("-ss", 3.3, "-i", plain, "-c", "copy", d / "cut.mp4") or str(d / "cut.mp4")),
-        "offset by 1.51 s: start 1.488667, rounded per time base": (
-            ffmpeg("-i", plain, "-c", "copy", "-output_ts_offset", 1.51, d / "offset.mp4")
-            or str(d / "offset.mp4")),
+        "vp9 + aac in mp4": made(d / "vp9.mp4", "-i", mf.vp9_webm(d / "vp9.webm", 12),
+                                 "-c:v", "copy", "-c:a", "aac"),
+        "fragmented mp4": made(d / "frag.mp4", "-i", plain, "-c", "copy",
+                               "-movflags", "frag_keyframe+empty_moov"),
+        "cut at 3.3 s by copy: edit lists": made(d / "cut.mp4", "-ss", 3.3, "-i", plain, "-c", "copy"),
+        "offset by 1.51 s: start 1.488667": made(d / "offset.mp4", "-i", plain, "-c", "copy",
+                                                 "-output_ts_offset", 1.51),
         "first piece of a segment cut: start 0.112": (
             ffmpeg("-i", plain, "-map", "0:V:0", "-map", "0:a:0", "-c", "copy", "-f", "segment",
                    "-segment_times", "9.99,30", "-segment_format", "mp4", "-reset_timestamps", 1,
                    d / "piece%d.mp4") or str(d / "piece0.mp4")),
-        "variable frame rate": (
-            ffmpeg(*lavfi(14), "-vf", "setpts='(N+floor(N/3)*0.5)/15/TB'", "-fps_mode", "vfr", *X264,
-                   "-c:a", "aac", d / "vfr.mp4") or str(d / "vfr.mp4")),
-        "60 fps": ffmpeg(*lavfi(12, rate=60), *X264, "-c:a", "aac", d / "60.mp4") or str(d / "60.mp4"),
+        "variable frame rate": made(
+            d / "vfr.mp4", *lavfi(14), "-vf", "setpts='(N+floor(N/3)*0.5)/15/TB'", "-fps_mode", "vfr",
+            *X264, "-c:a", "aac"),
+        "60 fps": made(d / "60.mp4", *lavfi(12, rate=60), *X264, "-c:a", "aac"),
         "audio runs 2 s past the video": audio_longer_than_video(d / "longer.mp4", 10, 12),
-        "audio only, m4a": mf.audio_file(d / "a.m4a", 12),
         "video only": mf.h264_mp4(d / "silent.mp4", 12, audio=False),
     }
     refused = {
         "truncated (faststart, second half lost)": mf.truncated_mp4(d / "trunc.mp4", plain),
-        "audio ends 8 s before the video": (
-            ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={mf.SIZE}:rate={mf.RATE}:duration=14",
-                   "-f", "lavfi", "-i", "sine=frequency=440:duration=6", *X264, "-c:a", "aac",
-                   d / "short_audio.mp4") or str(d / "short_audio.mp4")),
-        "2 fps: fewer video packets than the edges need": (
-            ffmpeg(*lavfi(12, rate=2), *X264, "-c:a", "aac", d / "2fps.mp4") or str(d / "2fps.mp4")),
+        "audio ends 8 s before the video": made(
+            d / "short_audio.mp4", "-f", "lavfi", "-i", f"testsrc2=size={mf.SIZE}:rate={mf.RATE}:duration=14",
+            "-f", "lavfi", "-i", "sine=frequency=440:duration=6", *X264, "-c:a", "aac"),
+        "audio only from 5 s to 9 s of 14 s": made(
+            d / "mid_audio.mp4", *lavfi(14)[:6], "-itsoffset", 5, "-f", "lavfi", "-i",
+            "sine=frequency=300:duration=4", "-map", "0:v", "-map", "1:a", "-t", 14, *X264, "-c:a", "aac"),
+        "2 fps: fewer video packets than the edges need": made(
+            d / "2fps.mp4", *lavfi(12, rate=2), *X264, "-c:a", "aac"),
+        "matroska: a block's duration is its own": made(d / "plain.mkv", "-i", plain, "-c", "copy"),
+        "webm": mf.vp9_webm(d / "vp9b.webm", 12),
     }
-    return vouched, refused
+    either = {
+        "negative start": made(d / "neg.mp4", "-i", plain, "-c", "copy", "-output_ts_offset", -2.3457),
+        "audio only, m4a": mf.audio_file(d / "a.m4a", 12),
+    }
+    return vouched, refused, either
 
 
 def tool() -> FfmpegTool:
@@ -87,33 +97,34 @@ def full_probe(monkeypatch, path):
 
 
 def test_edge_spans_equal_full_scans_or_step_aside(media):
-    vouched, refused = media
+    vouched, refused, either = media
     t = tool()
     files = list(vouched.values())
     full = t.scan_packets_many(files, SELECTORS)
     for name, scan, edge in zip(vouched, full, t._edge_scans(files, SELECTORS)):
         assert edge is not None and edge.streams == scan.streams, name
-    files += list(refused.values())
-    assert t._edge_scans(list(refused.values()), SELECTORS) == [None] * len(refused)
+    for name, path in refused.items():
+        assert t._edge_scans([path], SELECTORS) == [None], name
+    files += list(refused.values()) + list(either.values())
     assert t.scan_spans_many(files, SELECTORS) == [
         ffmpeg_tools.PacketScan(s.streams, ()) for s in t.scan_packets_many(files, SELECTORS)
     ]
 
 
 def test_probe_reads_audio_at_its_edges_with_the_same_result(media, monkeypatch, tmp_path):
-    vouched, refused = media
+    vouched, refused, either = media
     t = tool()
     for name, path in vouched.items():
         expected = full_probe(monkeypatch, path)
         assert t.probe_and_scan(path) == expected, name
-        edged = t._probe_with_audio_edges(path, str(tmp_path))
-        assert edged == (None if name == "audio only, m4a" else expected), name
-    truncated = refused["truncated (faststart, second half lost)"]
-    assert t._probe_with_audio_edges(truncated, str(tmp_path)) is None
-    for name, path in refused.items():
+        assert t._probe_with_audio_edges(path, str(tmp_path)) == expected, name
+    for name, path in {**refused, **either}.items():
         expected = full_probe(monkeypatch, path)
         found = t.probe_and_scan(path)
         assert (found[0], repr(found[1])) == (expected[0], repr(expected[1])), name
+    for name in ("truncated (faststart, second half lost)", "audio only from 5 s to 9 s of 14 s",
+                 "matroska: a block's duration is its own"):
+        assert t._probe_with_audio_edges(refused[name], str(tmp_path)) is None, name
 
 
 def test_chunks_are_the_same_whichever_scan_reads_the_pieces(tmp_path, monkeypatch):

@@ -151,10 +151,9 @@ _DURATION_RE = re.compile(
     r"(?:.*?bitrate: (?P<kbps>\d+) kb/s)?",
     re.M,
 )
-_STREAM_RE = re.compile(
-    r"^\s*Stream #0:(?P<idx>\d+)[^:]*: (?P<kind>Video|Audio|Subtitle|Data|Attachment): "
-    r"(?P<codec>[\w-]+)(?P<rest>.*)$",
-    re.M,
+_STREAM_PATTERN = (
+    r"^\s*Stream #{input}:(?P<idx>\d+)[^:]*: (?P<kind>Video|Audio|Subtitle|Data|Attachment): "
+    r"(?P<codec>[\w-]+)(?P<rest>.*)$"
 )
 _PIX_SIZE_RE = re.compile(r", (?P<pix>[a-z0-9_]+)(?:\([^)]*\))?, (?P<w>\d+)x(?P<h>\d+)[ ,]")
 _AUDIO_RE = re.compile(r", (?P<rate>\d+) Hz, (?P<layout>[^,]+)")
@@ -170,13 +169,14 @@ def _channels(layout: str) -> int:
     return _LAYOUT_CHANNELS.get(layout.split("(")[0], 2)
 
 
-def parse_header(stderr: str) -> MediaInfo:
-    """Parse the ``Input #0`` block ffmpeg prints for ``-i FILE``."""
-    found = _INPUT_RE.search(stderr)
+def parse_header(stderr: str, input_index: int = 0) -> MediaInfo:
+    """Parse the ``Input #N`` block ffmpeg prints for its N-th ``-i FILE`` (default the first)."""
+    found = (_INPUT_RE if input_index == 0 else re.compile(
+        rf"^Input #{input_index}, (?P<fmt>.*?), from '", re.M)).search(stderr)
     if not found:
         raise FfmpegError("ffmpeg could not open the input", stderr)
     header = stderr[found.start() :].split("Stream mapping:")[0].split("\nOutput #0")[0]
-    header = header.split("\nInput #1,")[0]
+    header = header.split(f"\nInput #{input_index + 1},")[0]
     duration = None
     kbps = 0
     dur = _DURATION_RE.search(header)
@@ -185,7 +185,7 @@ def parse_header(stderr: str) -> MediaInfo:
     if dur and dur.group("kbps"):
         kbps = int(dur.group("kbps"))
     streams = []
-    for m in _STREAM_RE.finditer(header):
+    for m in re.finditer(_STREAM_PATTERN.format(input=input_index), header, re.M):
         rest = m.group("rest")
         fields = {}
         pix = _PIX_SIZE_RE.search(rest)
@@ -231,32 +231,22 @@ class _PacketTicks:
     key_ticks: list[int] = field(default_factory=list)
     key_stream: int | None = None
 
-    def seconds(self, idx: int, ticks: int, start_us: int) -> float:
-        """``ticks`` of stream ``idx`` in seconds on the timeline a run without ``-copyts``
-        gives: ffmpeg then moves every packet by ``-start`` (µs, rescaled per stream)."""
+    def seconds(self, idx: int, ticks: int) -> float:
         num, den = self.time_base[idx]
-        return (ticks + _rescale_near_inf(-start_us, den, num * 1_000_000)) * (num / den)
+        return ticks * (num / den)
 
-    def scan(self, start_us: int = 0) -> PacketScan:
+    def scan(self) -> PacketScan:
         return PacketScan(
             streams=tuple(
                 StreamSpan(
                     self.kinds.get(i, "data"),
-                    self.seconds(i, self.first[i], start_us),
-                    self.seconds(i, self.last[i], start_us),
+                    self.seconds(i, self.first[i]),
+                    self.seconds(i, self.last[i]),
                 )
                 for i in sorted(self.first)
             ),
-            keyframes=tuple(
-                sorted({self.seconds(self.key_stream, t, start_us) for t in self.key_ticks})
-            ),
+            keyframes=tuple(sorted({self.seconds(self.key_stream, t) for t in self.key_ticks})),
         )
-
-
-def _rescale_near_inf(a: int, b: int, c: int) -> int:
-    """``a * b / c`` rounded half away from zero, as ffmpeg's ``av_rescale_q`` does."""
-    q = (abs(a) * b + c // 2) // c
-    return q if a >= 0 else -q
 
 
 def _fold_framecrc(lines) -> _PacketTicks:
@@ -313,47 +303,47 @@ def _read_framecrc(path: str) -> _PacketTicks:
         return _fold_framecrc(fh)
 
 
-# Edge scans. A stream's earliest pts lies among its first packets and its latest end
-# among its last ones: H.264 and HEVC reorder at most 16 frames, other codecs less. So where
-# the demuxer seeks by index (packets read after a seek carry the timestamps a full read
-# gives them), reads of the first and of the last EDGE_SECONDS s give the extents a full
-# scan gives, once each holds at least EDGE_PACKETS packets of every stream. Anything less
-# and the file is scanned in full.
+# Edge scans, for the MOV family only. There a sample lasts until the next one's decode
+# time, so a stream's timestamps reach past its last seconds only by a composition offset
+# (B-frame reordering: at most 16 frames in H.264 and HEVC, other codecs less), and its
+# earliest pts lies among its first packets. Reads of the first and of the last
+# EDGE_SECONDS s therefore give the extents a full scan gives, once each holds at least
+# EDGE_PACKETS packets of every stream the header shows. Anything less and the file is
+# scanned in full. (Not Matroska: a block's duration is its own, so one long block in the
+# middle can end after the tail; nor files whose packets need ffmpeg to invent timestamps.)
 EDGE_PACKETS = 32
 EDGE_SECONDS = 5
-EDGE_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
-_VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".3gp", ".3g2", ".mj2", ".mkv", ".webm")
-_EDGE_SUFFIXES = _VIDEO_SUFFIXES + (".m4a", ".mka")
-_MOV_SUFFIXES = (".mp4", ".m4v", ".mov", ".3gp", ".3g2", ".mj2", ".m4a")
-_HEADER_RE = re.compile(r"^Input #\d+, (?P<fmt>.*?), from '(?P<url>.*)':$", re.M)
-_START_RE = re.compile(r"^\s*Duration: [^\n]*?, start: (?P<sign>-?)(?P<s>\d+)\.(?P<us>\d{6})", re.M)
+EDGE_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})
+_MOV_SUFFIXES = (".mp4", ".m4v", ".mov", ".3gp", ".3g2", ".mj2")
+# Timestamps as a plain run gives them (shifted by the file's start) in a run that seeks.
+EDGE_RUN_ARGS = ("-copyts", "-start_at_zero")
+_HEADER_RE = re.compile(r"^Input #(?P<input>\d+), .*?, from '(?P<url>.*)':$", re.M)
+_KIND_OF_SELECTOR = {"V": "video", "v": "video", "a": "audio"}
 
 
-def _seeks_by_index(path: str, suffixes: tuple[str, ...] = _EDGE_SUFFIXES) -> bool:
+def _seeks_by_index(path: str) -> bool:
     """Worth an edge scan by its name; the header's format name decides whether it counts."""
-    return path.lower().endswith(suffixes)
+    return path.lower().endswith(_MOV_SUFFIXES)
 
 
 def _edge_outputs(path: str, selectors: Sequence[str], head: str, tail: str) -> list:
     """framecrc outputs of the first and the last EDGE_SECONDS s of ``path``'s selected
-    streams; they need ``-copyts`` so the tail keeps its timestamps. (A packet count per
-    output, ``-frames``, would end the whole output at the first stream to reach it.)"""
-    # MOV seeks to any sample, so its tail is EDGE_SECONDS of video rather than everything
-    # from the keyframe before (Matroska logs an error for that); ``copyinkf`` keeps the
-    # packets ahead of the tail's first keyframe.
-    any_sample = {"seek2any": 1} if path.lower().endswith(_MOV_SUFFIXES) else {}
+    streams, for a run with EDGE_RUN_ARGS. (A packet count per output, ``-frames``, would
+    end the whole output at the first stream to reach it.) The tail seeks to any sample,
+    so it is EDGE_SECONDS of video rather than everything from the keyframe before;
+    ``copyinkf`` keeps the packets ahead of its first keyframe."""
     start = ffmpeg.input(input_path(path), t=EDGE_SECONDS)
-    end = ffmpeg.input(input_path(path), sseof=-EDGE_SECONDS, **any_sample)
+    end = ffmpeg.input(input_path(path), sseof=-EDGE_SECONDS, seek2any=1)
     return [
         ffmpeg.output(*(start[s] for s in selectors), head, c="copy", f="framecrc"),
         ffmpeg.output(*(end[s] for s in selectors), tail, c="copy", f="framecrc", copyinkf=None),
     ]
 
 
-def _edge_spans(head: _PacketTicks, tail: _PacketTicks, start_us: int) -> dict:
+def _edge_spans(head: _PacketTicks, tail: _PacketTicks) -> dict:
     """Extent of each stream by kind, in stream order, from its head and tail reads; the
     value is ``None`` where they cannot vouch for it (seen by one read only, a different
-    time base, or fewer than EDGE_PACKETS packets in either read)."""
+    time base, fewer than EDGE_PACKETS packets in either read, a second stream of the kind)."""
     spans: dict = {}
     for i in sorted(set(head.first) | set(tail.first)):
         kind = head.kinds.get(i, tail.kinds.get(i))
@@ -368,8 +358,8 @@ def _edge_spans(head: _PacketTicks, tail: _PacketTicks, start_us: int) -> dict:
         spans[kind] = (
             StreamSpan(
                 kind,
-                head.seconds(i, min(head.first[i], tail.first[i]), start_us),
-                head.seconds(i, max(head.last[i], tail.last[i]), start_us),
+                head.seconds(i, min(head.first[i], tail.first[i])),
+                head.seconds(i, max(head.last[i], tail.last[i])),
             )
             if sound
             else None
@@ -377,29 +367,30 @@ def _edge_spans(head: _PacketTicks, tail: _PacketTicks, start_us: int) -> dict:
     return spans
 
 
-def _edge_read(head: str, tail: str, header: tuple[str, int | None] | None) -> dict | None:
-    """``_edge_spans`` of one file's head and tail outputs; ``None`` unless its header
-    shows a container that seeks by index and a start time."""
-    fmt, start = header or (None, None)
-    if fmt not in EDGE_FORMATS or start is None:
+def _edge_read(head: str, tail: str, info: MediaInfo | None, kinds: set[str]):
+    """The extents of ``kinds`` from one file's head and tail outputs, in stream order;
+    ``None`` unless its header shows a MOV-family file and the edges vouch for each kind
+    (a stream that neither edge sees, e.g. audio only in the middle, is not vouched for)."""
+    if info is None or info.format_name not in EDGE_FORMATS:
         return None
-    return _edge_spans(_read_framecrc(head), _read_framecrc(tail), start)
+    spans = _edge_spans(_read_framecrc(head), _read_framecrc(tail))
+    if any(spans.get(kind) is None for kind in kinds):
+        return None
+    return tuple(span for kind, span in spans.items() if kind in kinds)
 
 
-def _input_headers(log: str) -> dict[str, tuple[str, int | None]]:
-    """Format name and start time (µs, ``None`` if not printed) of each input, by its URL."""
-    headers = {}
-    found = list(_HEADER_RE.finditer(log))
-    for n, header in enumerate(found):
-        block = log[header.end() : found[n + 1].start() if n + 1 < len(found) else len(log)]
-        block = block.split("\nOutput #")[0].split("Stream mapping:")[0]
-        start = _START_RE.search(block)
-        start_us = None
-        if start:
-            start_us = int(start.group("s")) * 1_000_000 + int(start.group("us"))
-            start_us = -start_us if start.group("sign") else start_us
-        headers[header.group("url")] = (header.group("fmt"), start_us)
-    return headers
+def _header_kinds(info: MediaInfo, selectors: Sequence[str]) -> set[str]:
+    """The kinds ``selectors`` (e.g. ``"V:0?"``, ``"a:0?"``) pick from a file, by its header."""
+    present = {s.kind for s in (info.video, info.audio) if s is not None}
+    return {_KIND_OF_SELECTOR[s[0]] for s in selectors} & present
+
+
+def _input_headers(log: str) -> dict[str, MediaInfo]:
+    """The header of each input of a multi-input run, by its URL."""
+    return {
+        found.group("url"): parse_header(log, int(found.group("input")))
+        for found in _HEADER_RE.finditer(log)
+    }
 
 
 def _of_kinds(scan: PacketScan, info: MediaInfo) -> PacketScan:
@@ -469,14 +460,15 @@ class FfmpegTool:
         Raises only when the header cannot be read."""
         try:
             code, log = self._execute(stream, None, "level+info")
-            failure = f"ffmpeg exited with {code}" if code else None
+            reason = f"ffmpeg exited with {code}" if code else None
         except FfmpegError as err:  # timed out: reading the header, or the packets?
             if not _INPUT_RE.search(_untagged(err.stderr)):
                 raise
-            code, log, failure = None, err.stderr, str(err)
+            code, log, reason = None, err.stderr, str(err)
         info = parse_header(_untagged(log))
-        if failure:
-            failure = PacketScanError(failure, _untagged(log, _ERROR_LEVELS), timed_out=code is None)
+        failure = None
+        if reason:
+            failure = PacketScanError(reason, _untagged(log, _ERROR_LEVELS), timed_out=code is None)
         return info, failure, log
 
     def probe_and_scan(self, path: str) -> tuple[MediaInfo, PacketScan | PacketScanError | None]:
@@ -485,16 +477,16 @@ class FfmpegTool:
         ``Input #0`` header ``probe`` reads; each line is tagged with its level, so a failed
         scan reports exactly what an error-level run would.
 
-        In a container that seeks by index, the audio is read at its edges only
-        (``_edge_spans``) while the video is read in full for its keyframes; whatever the
-        edges cannot vouch for is scanned in full, so the result is the same either way.
+        In an MP4/MOV with video, the audio is read at its edges only (``_edge_read``)
+        while the video is read in full for its keyframes; whatever the edges cannot vouch
+        for is scanned in full, so the result is the same either way.
 
         Raises only when the header cannot be read. A failed scan is returned, not raised,
         so the caller can first refuse the file for what its header shows, as before. The
         scan is ``None`` without video and audio, and keeps the kinds the header shows.
         """
         with tempfile.TemporaryDirectory(prefix="embedpipe-scan-") as tmp:
-            if _seeks_by_index(path, _VIDEO_SUFFIXES):
+            if _seeks_by_index(path):
                 found = self._probe_with_audio_edges(path, tmp)
                 if found is not None:
                     return found
@@ -512,38 +504,32 @@ class FfmpegTool:
     def _probe_with_audio_edges(
         self, path: str, tmp: str
     ) -> tuple[MediaInfo, PacketScan | PacketScanError | None] | None:
-        """``probe_and_scan`` reading the audio at its edges; ``None`` where it cannot vouch
-        (another container, a failed run or an error in its log, no video: ffmpeg would pick
-        its own streams for an output whose every map is missing, an audio track the edges
-        do not cover)."""
+        """``probe_and_scan`` reading the audio at its edges; ``None`` where that cannot
+        vouch for the result: no video (ffmpeg picks streams of its own for an output
+        whose every map is missing), a failed run or an error in its log, another format,
+        an audio track the edges do not cover."""
         whole, head, tail = (os.path.join(tmp, f"{name}.crc") for name in ("whole", "head", "tail"))
         inp = ffmpeg.input(input_path(path))
         stream = ffmpeg.merge_outputs(
             ffmpeg.output(inp["V:0?"], whole, c="copy", f="framecrc"),
             *_edge_outputs(path, ["a:0?"], head, tail),
-        ).global_args("-copyts")
+        ).global_args(*EDGE_RUN_ARGS)
         try:
             info, failure, log = self._probe(stream)
         except FfmpegError as err:
             if err.timed_out:
                 raise
             return None  # the full scan reports what cannot be read, in its own words
-        if info.video is None:
-            return None
         if failure is not None and failure.timed_out:
-            return info, failure  # the full scan would take as long again
-        header = _input_headers(_untagged(log)).get(input_path(path))
-        errors = _untagged(log, _ERROR_LEVELS).strip()
-        edges = None if failure or errors else _edge_read(head, tail, header)
-        if edges is None:
+            return info, failure  # a full scan would take as long again
+        if info.video is None or failure or _untagged(log, _ERROR_LEVELS).strip():
             return None
-        scan = _read_framecrc(whole).scan(header[1])
-        read = {s.kind for s in scan.streams}
-        needed = {s.kind for s in (info.video, info.audio) if s is not None} - read
-        if any(edges.get(kind, ()) is None for kind in needed):
+        needed = _header_kinds(info, ["a:0?"])
+        audio = _edge_read(head, tail, _input_headers(_untagged(log)).get(input_path(path)), needed)
+        if audio is None:
             return None
-        spans = tuple(edges[kind] for kind in edges if kind in needed)
-        return info, _of_kinds(PacketScan(scan.streams + spans, scan.keyframes), info)
+        scan = _read_framecrc(whole).scan()
+        return info, _of_kinds(PacketScan(scan.streams + audio, scan.keyframes), info)
 
     def scan_packets(self, path: str, selectors: Sequence[str]) -> PacketScan:
         """Exact packet extents and keyframes of the selected streams (e.g. ``"V:0"``)."""
@@ -562,9 +548,9 @@ class FfmpegTool:
             return [_read_framecrc(out).scan() for out in outs]
 
     def scan_spans_many(self, paths: Sequence[str], selectors: Sequence[str]) -> list[PacketScan]:
-        """The packet extents ``scan_packets_many`` finds, without keyframes: files in a
-        container that seeks by index are read at their edges (``_edge_spans``), all in one
-        run; the rest, and any file the edges cannot vouch for, are scanned in full."""
+        """The packet extents ``scan_packets_many`` finds, without keyframes: MP4/MOV files
+        are read at their edges (``_edge_read``), all in one run; the rest, and any file the
+        edges cannot vouch for, are scanned in full. Raises ``FfmpegError`` on a timeout."""
         scans: list[PacketScan | None] = [None] * len(paths)
         edged = [i for i, path in enumerate(paths) if _seeks_by_index(path)]
         if edged:
@@ -585,17 +571,15 @@ class FfmpegTool:
             stream = ffmpeg.merge_outputs(
                 *(o for path, (head, tail) in zip(paths, outs)
                   for o in _edge_outputs(path, selectors, head, tail))
-            ).global_args("-copyts")
-            try:
-                code, log = self._execute(stream, None, "level+info")
-            except FfmpegError:
-                return [None] * len(paths)
+            ).global_args(*EDGE_RUN_ARGS)
+            code, log = self._execute(stream, None, "level+info")
             if code or _untagged(log, _ERROR_LEVELS).strip():
                 return [None] * len(paths)
             headers = _input_headers(_untagged(log))
             scans: list[PacketScan | None] = []
             for path, (head, tail) in zip(paths, outs):
-                edges = _edge_read(head, tail, headers.get(input_path(path)))
-                sound = edges is not None and None not in edges.values()
-                scans.append(PacketScan(tuple(edges.values()), ()) if sound else None)
+                info = headers.get(input_path(path))
+                kinds = _header_kinds(info, selectors) if info else set()
+                streams = _edge_read(head, tail, info, kinds)
+                scans.append(None if streams is None else PacketScan(streams, ()))
             return scans
