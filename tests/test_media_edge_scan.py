@@ -13,6 +13,7 @@ from test_media_video_scan import audio_longer_than_video
 from transforms.media import ffmpeg_tools
 from transforms.media.ffmpeg_tools import FfmpegTool
 from transforms.media.video import chunk_video
+from transforms.settings import ChunkSettings
 from transforms.types import SourceObject
 
 pytestmark = pytest.mark.slow  # real ffmpeg
@@ -64,7 +65,6 @@ def media(tmp_path_factory):
             *X264, "-c:a", "aac"),
         "60 fps": made(d / "60.mp4", *lavfi(12, rate=60), *X264, "-c:a", "aac"),
         "audio runs 2 s past the video": audio_longer_than_video(d / "longer.mp4", 10, 12),
-        "video only": mf.h264_mp4(d / "silent.mp4", 12, audio=False),
     }
     refused = {
         "truncated (faststart, second half lost)": mf.truncated_mp4(d / "trunc.mp4", plain),
@@ -82,6 +82,7 @@ def media(tmp_path_factory):
     either = {
         "negative start": made(d / "neg.mp4", "-i", plain, "-c", "copy", "-output_ts_offset", -2.3457),
         "audio only, m4a": mf.audio_file(d / "a.m4a", 12),
+        "video only": mf.h264_mp4(d / "silent.mp4", 12, audio=False),
     }
     return vouched, refused, either
 
@@ -161,3 +162,28 @@ def test_chunks_are_the_same_whichever_scan_reads_the_pieces(tmp_path, monkeypat
 
     monkeypatch.setattr(FfmpegTool, "scan_packets_many", batched_scans_fail)
     assert chunks() == edged  # then each piece is scanned on its own
+
+
+def test_pieces_of_a_source_whose_frames_are_shown_late_are_scanned_in_full(tmp_path, monkeypatch):
+    """B-frames across a 20 s timestamp gap (a paused recording): a frame is shown 20 s
+    after it is decoded, so a piece's last seconds need not hold its end. The source's scan
+    measures that, and its pieces then get full scans; a plain source's pieces do not."""
+    gap = made(tmp_path / "gap.mkv", *lavfi(40), "-vf", "setpts='if(gte(T,15),PTS+20/TB,PTS)'",
+               "-af", "asetpts='if(gte(T,15),PTS+20/TB,PTS)'", *X264, "-c:a", "aac")
+    late = made(tmp_path / "gap.mp4", "-i", gap, "-c", "copy")
+    plain = mf.h264_mp4(tmp_path / "plain.mp4", 40)
+    assert tool().probe_and_scan(late)[1].video_reorder > ffmpeg_tools.EDGE_MAX_REORDER
+    assert tool().probe_and_scan(plain)[1].video_reorder < 1
+    edged = []
+    original = FfmpegTool.scan_spans_many
+
+    def recorded(self, paths, selectors):
+        edged.extend(paths)
+        return original(self, paths, selectors)
+
+    monkeypatch.setattr(FfmpegTool, "scan_spans_many", recorded)
+    settings = ChunkSettings(limits=mf.PRODUCTION_LIMITS)
+    for path in (late, plain):
+        source = SourceObject(f"file://{path}", os.path.getsize(path), "1", "video")
+        assert list(chunk_video(source, path, settings))
+        assert bool(edged) == (path == plain), path

@@ -7,11 +7,10 @@ timestamps and keyframe flag, no decoding (~0.15 s per 5 min of 360p). The scan 
 packets through the same demuxer and timestamp handling that later cuts the file, so
 keyframe times and cut times share one timeline.
 
-In MP4/MOV and Matroska/WebM, whose demuxers seek by index, a stream's extent is read at
-its edges (its first and its last seconds) where a full read would only confirm
-it: the audio of a source (its video is still read whole, for the keyframes), and the cut
-pieces, whose keyframes nobody needs. The edges vouch for their answer or step aside for
-the full scan, so the result is the same either way.
+In MP4/MOV a stream's extent is read at its edges (its first and its last seconds) where
+a full read would only confirm it: the audio of a source (its video is still read whole,
+for the keyframes), and the cut pieces, whose keyframes nobody needs. The edges vouch for
+their answer or step aside for the full scan, so the result is the same either way.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Sequence
 
@@ -127,6 +126,9 @@ class PacketScan:
 
     streams: tuple[StreamSpan, ...]
     keyframes: tuple[float, ...]
+    # How long after its decode time the first video stream shows a frame, at most (pts −
+    # dts): B-frame reordering, or a timestamp gap a reordered frame straddles.
+    video_reorder: float = 0.0
 
     def end_of(self, kinds: Sequence[str] = ("video", "audio")) -> float:
         return max((s.end for s in self.streams if s.kind in kinds), default=0.0)
@@ -146,6 +148,7 @@ class PacketScan:
 
 
 _INPUT_RE = re.compile(r"^Input #0, (?P<fmt>.*?), from '", re.M)
+_HEADER_RE = re.compile(r"^Input #(?P<input>\d+), (?P<fmt>.*?), from '(?P<url>.*)':$", re.M)
 _DURATION_RE = re.compile(
     r"^\s*Duration: (?:N/A|(?P<h>\d+):(?P<m>\d\d):(?P<s>\d\d(?:\.\d+)?))"
     r"(?:.*?bitrate: (?P<kbps>\d+) kb/s)?",
@@ -171,12 +174,15 @@ def _channels(layout: str) -> int:
 
 def parse_header(stderr: str, input_index: int = 0) -> MediaInfo:
     """Parse the ``Input #N`` block ffmpeg prints for its N-th ``-i FILE`` (default the first)."""
-    found = (_INPUT_RE if input_index == 0 else re.compile(
-        rf"^Input #{input_index}, (?P<fmt>.*?), from '", re.M)).search(stderr)
+    if input_index == 0:
+        found = _INPUT_RE.search(stderr)
+    else:
+        found = next((m for m in _HEADER_RE.finditer(stderr) if m["input"] == str(input_index)), None)
     if not found:
         raise FfmpegError("ffmpeg could not open the input", stderr)
     header = stderr[found.start() :].split("Stream mapping:")[0].split("\nOutput #0")[0]
-    header = header.split(f"\nInput #{input_index + 1},")[0]
+    following = next((m for m in _HEADER_RE.finditer(header) if m.start() > 0), None)
+    header = header[: following.start()] if following else header
     duration = None
     kbps = 0
     dur = _DURATION_RE.search(header)
@@ -230,12 +236,14 @@ class _PacketTicks:
     count: dict[int, int] = field(default_factory=dict)
     key_ticks: list[int] = field(default_factory=list)
     key_stream: int | None = None
+    reorder: int = 0  # the key stream's largest pts − dts
 
     def seconds(self, idx: int, ticks: int) -> float:
         num, den = self.time_base[idx]
         return ticks * (num / den)
 
     def scan(self) -> PacketScan:
+        reorder = self.seconds(self.key_stream, self.reorder) if self.key_stream is not None else 0.0
         return PacketScan(
             streams=tuple(
                 StreamSpan(
@@ -246,6 +254,7 @@ class _PacketTicks:
                 for i in sorted(self.first)
             ),
             keyframes=tuple(sorted({self.seconds(self.key_stream, t) for t in self.key_ticks})),
+            video_reorder=reorder,
         )
 
 
@@ -278,6 +287,9 @@ def _fold_framecrc(lines) -> _PacketTicks:
             else:
                 first[idx], last[idx], count[idx] = pts, end, 1
             if idx == folded.key_stream:
+                dts = int(fields[1])
+                if dts != NOPTS and pts - dts > folded.reorder:
+                    folded.reorder = pts - dts
                 flags = fields[6].lstrip() if len(fields) > 6 else ""
                 if not flags.startswith("F=") or int(flags[2:], 16) & KEY_FLAG:
                     key_ticks.append(pts)
@@ -317,8 +329,10 @@ EDGE_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})
 _MOV_SUFFIXES = (".mp4", ".m4v", ".mov", ".3gp", ".3g2", ".mj2")
 # Timestamps as a plain run gives them (shifted by the file's start) in a run that seeks.
 EDGE_RUN_ARGS = ("-copyts", "-start_at_zero")
-_HEADER_RE = re.compile(r"^Input #(?P<input>\d+), .*?, from '(?P<url>.*)':$", re.M)
 _KIND_OF_SELECTOR = {"V": "video", "v": "video", "a": "audio"}
+# Pieces cut by stream copy keep their source's pts − dts, so a source whose video shows no
+# frame later than this after decoding gives pieces whose last EDGE_SECONDS hold their end.
+EDGE_MAX_REORDER = EDGE_SECONDS / 2
 
 
 def _seeks_by_index(path: str) -> bool:
@@ -326,17 +340,22 @@ def _seeks_by_index(path: str) -> bool:
     return path.lower().endswith(_MOV_SUFFIXES)
 
 
-def _edge_outputs(path: str, selectors: Sequence[str], head: str, tail: str) -> list:
+def _edge_outputs(
+    path: str, selectors: Sequence[str], head: str, tail: str, audio_only: bool = False
+) -> list:
     """framecrc outputs of the first and the last EDGE_SECONDS s of ``path``'s selected
     streams, for a run with EDGE_RUN_ARGS. (A packet count per output, ``-frames``, would
     end the whole output at the first stream to reach it.) The tail seeks to any sample,
     so it is EDGE_SECONDS of video rather than everything from the keyframe before;
-    ``copyinkf`` keeps the packets ahead of its first keyframe."""
+    ``copyinkf`` keeps the packets ahead of its first keyframe. ``audio_only`` keeps
+    ffmpeg from filling the outputs with streams of its own choice when the file has no
+    audio (the run then fails, and a full scan follows)."""
     start = ffmpeg.input(input_path(path), t=EDGE_SECONDS)
     end = ffmpeg.input(input_path(path), sseof=-EDGE_SECONDS, seek2any=1)
+    only = {"vn": None, "sn": None, "dn": None} if audio_only else {}
     return [
-        ffmpeg.output(*(start[s] for s in selectors), head, c="copy", f="framecrc"),
-        ffmpeg.output(*(end[s] for s in selectors), tail, c="copy", f="framecrc", copyinkf=None),
+        ffmpeg.output(*(start[s] for s in selectors), head, c="copy", f="framecrc", **only),
+        ffmpeg.output(*(end[s] for s in selectors), tail, c="copy", f="framecrc", copyinkf=None, **only),
     ]
 
 
@@ -382,7 +401,7 @@ def _edge_read(head: str, tail: str, info: MediaInfo | None, kinds: set[str]):
 def _header_kinds(info: MediaInfo, selectors: Sequence[str]) -> set[str]:
     """The kinds ``selectors`` (e.g. ``"V:0?"``, ``"a:0?"``) pick from a file, by its header."""
     present = {s.kind for s in (info.video, info.audio) if s is not None}
-    return {_KIND_OF_SELECTOR[s[0]] for s in selectors} & present
+    return {_KIND_OF_SELECTOR.get(s[0]) for s in selectors} & present
 
 
 def _input_headers(log: str) -> dict[str, MediaInfo]:
@@ -396,7 +415,7 @@ def _input_headers(log: str) -> dict[str, MediaInfo]:
 def _of_kinds(scan: PacketScan, info: MediaInfo) -> PacketScan:
     """``scan`` without the streams of kinds the header does not count (e.g. cover art)."""
     kinds = {s.kind for s in (info.video, info.audio) if s is not None}
-    return PacketScan(tuple(s for s in scan.streams if s.kind in kinds), scan.keyframes)
+    return replace(scan, streams=tuple(s for s in scan.streams if s.kind in kinds))
 
 
 _LEVEL_TAG_RE = re.compile(
@@ -512,7 +531,7 @@ class FfmpegTool:
         inp = ffmpeg.input(input_path(path))
         stream = ffmpeg.merge_outputs(
             ffmpeg.output(inp["V:0?"], whole, c="copy", f="framecrc"),
-            *_edge_outputs(path, ["a:0?"], head, tail),
+            *_edge_outputs(path, ["a:0?"], head, tail, audio_only=True),
         ).global_args(*EDGE_RUN_ARGS)
         try:
             info, failure, log = self._probe(stream)
@@ -529,7 +548,7 @@ class FfmpegTool:
         if audio is None:
             return None
         scan = _read_framecrc(whole).scan()
-        return info, _of_kinds(PacketScan(scan.streams + audio, scan.keyframes), info)
+        return info, _of_kinds(replace(scan, streams=scan.streams + audio), info)
 
     def scan_packets(self, path: str, selectors: Sequence[str]) -> PacketScan:
         """Exact packet extents and keyframes of the selected streams (e.g. ``"V:0"``)."""

@@ -126,6 +126,9 @@ class CutSpec:
     max_seconds: float
     max_bytes: int
     recut_ladder: tuple[Mapping[str, object], ...] = field(default_factory=tuple)
+    # Pieces may be checked at their edges (``FfmpegTool.scan_spans_many``): only when the
+    # source's frames are shown at most ``EDGE_MAX_REORDER`` s after they are decoded.
+    edge_scans: bool = False
 
 
 def _chunking_error(what: str, err: FfmpegError) -> ChunkingError:
@@ -239,8 +242,9 @@ def _scan_pieces(tool: FfmpegTool, pieces: Sequence[str | None], spec: CutSpec) 
     present = [p for p in pieces if p is not None]
     if not present:
         return [None] * len(pieces)
+    scan_many = tool.scan_spans_many if spec.edge_scans else tool.scan_packets_many
     try:
-        scans = iter(tool.scan_spans_many(present, [s + "?" for s in spec.streams]))
+        scans = iter(scan_many(present, [s + "?" for s in spec.streams]))
     except FfmpegError:
         return [None] * len(pieces)
     return [None if p is None else next(scans) for p in pieces]

@@ -19,7 +19,7 @@ import ffmpeg
 from transforms.chunk_errors import UNSUPPORTED_TYPE, ChunkingError
 from transforms.media.audio import chunk_audio
 from transforms.media.chunk_builder import media_chunk, read_file
-from transforms.media.ffmpeg_tools import FfmpegTool, StreamInfo, input_path
+from transforms.media.ffmpeg_tools import EDGE_MAX_REORDER, FfmpegTool, StreamInfo, input_path
 from transforms.media.timed_media import (
     CutSpec,
     cut_windows,
@@ -88,13 +88,16 @@ def _copy_args(video: StreamInfo, audio: StreamInfo | None) -> dict:
     return args
 
 
-def _spec(copy_args: dict, audio: StreamInfo | None, limit: float, settings) -> CutSpec:
+def _spec(
+    copy_args: dict, audio: StreamInfo | None, limit: float, settings, edge_scans: bool
+) -> CutSpec:
     return CutSpec(
         streams=("V:0", "a:0") if audio else ("V:0",),
         output_args={**copy_args, "segment_format_options": f"movflags={FASTSTART}"},
         segment_format="mp4",
         max_seconds=limit,
         max_bytes=settings.inline_max_bytes,
+        edge_scans=edge_scans,
         recut_ladder=tuple(
             {
                 **X264,
@@ -136,10 +139,12 @@ def chunk_video(source: SourceObject, local_path: str, settings) -> Iterator[Chu
             src = os.path.join(work, "normalized.mp4")
             _transcode(tool, local_path, audio, cut_points, duration, src)
             copy_args = {"c:v": "copy", **({"c:a": "copy"} if audio else {})}
+            edge_scans = False  # the encoder's reordering was never scanned
         else:
             src, cut_points = local_path, scan.keyframes
             copy_args = _copy_args(info.video, audio)
-        spec = _spec(copy_args, audio, limit, settings)
+            edge_scans = scan.video_reorder <= EDGE_MAX_REORDER
+        spec = _spec(copy_args, audio, limit, settings, edge_scans)
         for window, path in cut_windows(tool, src, windows, cut_points, spec, work):
             yield media_chunk(source, settings, "video", MIME, window.locator(), read_file(path))
     if settings.extract_audio_from_video and info.audio is not None:
