@@ -93,7 +93,7 @@ def tool() -> FfmpegTool:
 
 def full_probe(monkeypatch, path):
     with monkeypatch.context() as m:
-        m.setattr(ffmpeg_tools, "_seeks_by_index", lambda *_: False)
+        m.setattr(ffmpeg_tools, "_edge_candidate", lambda *_: False)
         return tool().probe_and_scan(path)
 
 
@@ -142,7 +142,7 @@ def test_chunks_are_the_same_whichever_scan_reads_the_pieces(tmp_path, monkeypat
     edged = chunks()
     assert len(edged) > 2
     with monkeypatch.context() as m:
-        m.setattr(ffmpeg_tools, "_seeks_by_index", lambda *_: False)
+        m.setattr(ffmpeg_tools, "_edge_candidate", lambda *_: False)
         assert chunks() == edged
     original = FfmpegTool._execute
 

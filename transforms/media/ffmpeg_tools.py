@@ -112,6 +112,11 @@ class MediaInfo:
     def audio(self) -> StreamInfo | None:
         return next((s for s in self.streams if s.kind == "audio"), None)
 
+    @property
+    def kinds(self) -> set[str]:
+        """"video" and/or "audio": the kinds of the streams a scan keeps."""
+        return {s.kind for s in (self.video, self.audio) if s is not None}
+
 
 @dataclass(frozen=True)
 class StreamSpan:
@@ -335,7 +340,7 @@ _KIND_OF_SELECTOR = {"V": "video", "v": "video", "a": "audio"}
 EDGE_MAX_REORDER = EDGE_SECONDS / 2
 
 
-def _seeks_by_index(path: str) -> bool:
+def _edge_candidate(path: str) -> bool:
     """Worth an edge scan by its name; the header's format name decides whether it counts."""
     return path.lower().endswith(_MOV_SUFFIXES)
 
@@ -400,8 +405,7 @@ def _edge_read(head: str, tail: str, info: MediaInfo | None, kinds: set[str]):
 
 def _header_kinds(info: MediaInfo, selectors: Sequence[str]) -> set[str]:
     """The kinds ``selectors`` (e.g. ``"V:0?"``, ``"a:0?"``) pick from a file, by its header."""
-    present = {s.kind for s in (info.video, info.audio) if s is not None}
-    return {_KIND_OF_SELECTOR.get(s[0]) for s in selectors} & present
+    return {_KIND_OF_SELECTOR.get(s[0]) for s in selectors} & info.kinds
 
 
 def _input_headers(log: str) -> dict[str, MediaInfo]:
@@ -414,8 +418,7 @@ def _input_headers(log: str) -> dict[str, MediaInfo]:
 
 def _of_kinds(scan: PacketScan, info: MediaInfo) -> PacketScan:
     """``scan`` without the streams of kinds the header does not count (e.g. cover art)."""
-    kinds = {s.kind for s in (info.video, info.audio) if s is not None}
-    return replace(scan, streams=tuple(s for s in scan.streams if s.kind in kinds))
+    return replace(scan, streams=tuple(s for s in scan.streams if s.kind in info.kinds))
 
 
 _LEVEL_TAG_RE = re.compile(
@@ -505,7 +508,7 @@ class FfmpegTool:
         scan is ``None`` without video and audio, and keeps the kinds the header shows.
         """
         with tempfile.TemporaryDirectory(prefix="embedpipe-scan-") as tmp:
-            if _seeks_by_index(path):
+            if _edge_candidate(path):
                 found = self._probe_with_audio_edges(path, tmp)
                 if found is not None:
                     return found
@@ -571,7 +574,7 @@ class FfmpegTool:
         are read at their edges (``_edge_read``), all in one run; the rest, and any file the
         edges cannot vouch for, are scanned in full. Raises ``FfmpegError`` on a timeout."""
         scans: list[PacketScan | None] = [None] * len(paths)
-        edged = [i for i, path in enumerate(paths) if _seeks_by_index(path)]
+        edged = [i for i, path in enumerate(paths) if _edge_candidate(path)]
         if edged:
             for i, scan in zip(edged, self._edge_scans([paths[i] for i in edged], selectors)):
                 scans[i] = scan
