@@ -22,7 +22,7 @@ BENCHMARKS = [
     ("bench_text_pipeline.py", ["--docs", "5000", "50000", "--rows", "50000"], 1500),
     ("bench_collect.py", ["--lines", "10000", "--files", "4"], 900),
     ("bench_chunking.py", ["--seconds", "300", "--pages", "300"], 600),
-    ("bench_index.py", ["--n", "200000", "--shards", "4"], 1500),
+    ("bench_index.py", ["--n", "200000", "--shards", "4", "--repeats", "2"], 1500),
     ("bench_index.py", ["--n", "1000000", "--shards", "50", "--no-single", "--extrapolate"], 3000),
     ("bench_memory.py", ["--docs", "4000", "--result-files", "2", "--vectors", "20000"], 1500),
     ("bench_query.py", ["--vectors", "100000", "--docs", "1500", "--queries", "300"], 1200),

@@ -29,11 +29,10 @@ from transforms.index.merge import merge
 from transforms.index.params import IndexConfig, IndexParams
 from transforms.index.plan import IndexPlan, global_ids, split_ids
 from transforms.index.recall import (
-    GT_DEPTH,
     PROXY_METHOD,
+    RunningTopK,
     SweepPoint,
     choose_nprobe,
-    exact_topk,
     measure,
     merge_topk,
     nprobe_sweep,
@@ -238,8 +237,7 @@ def add_shard(
     t0 = time.perf_counter()
     d = plan.space.dimensionality
     index = faiss.deserialize_index(template)
-    queries = _all_queries(trained)
-    gt = None
+    nearest = RunningTopK(_all_queries(trained))
     with contextlib.ExitStack() as stack:
         ids_path = stack.enter_context(local_output(layout.shard_ids(info.shard)))
         writer = stack.enter_context(pq.ParquetWriter(ids_path, ID_MAP_SCHEMA))
@@ -262,19 +260,14 @@ def add_shard(
             )
             if store is not None:
                 store[start : start + len(x)] = x
-            if len(queries):
-                full = gt is not None and gt[0].shape[1] == GT_DEPTH
-                part = exact_topk(queries, x, ids, floor=gt[0][:, -1] if full else None)
-                gt = merge_topk([gt, part] if gt is not None else [part])
+            nearest.add(x, ids)
             rows = start + len(x)
     if rows != info.rows:
         raise ValueError(f"{info.path}: {rows} rows read, footer said {info.rows}")
     write_index(index, layout.shard_index(info.shard))
-    if gt is None:
-        q = len(queries)
-        gt = (np.full((q, 0), -np.inf, np.float32), np.full((q, 0), -1, np.int64))
+    gt_scores, gt_ids = nearest.result()
     return ShardResult(
-        info.shard, rows, gt[0], gt[1], time.perf_counter() - t0, threads, rep.peak_rss_bytes()
+        info.shard, rows, gt_scores, gt_ids, time.perf_counter() - t0, threads, rep.peak_rss_bytes()
     )
 
 
