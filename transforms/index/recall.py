@@ -102,9 +102,8 @@ class RunningTopK:
             self._merge(self._above_floor(scores[:, lo:hi], ids[lo:hi]))
 
     def _above_floor(self, scores: np.ndarray, ids: np.ndarray):
-        floor = self.scores[:, -1] if self.scores.shape[1] == self.depth else None
-        if floor is None:
-            return _top_of(scores, ids, self.depth, None)
+        """Called only once the lists are full: the seed always fills them first."""
+        floor = self.scores[:, -1]
         q, c = np.nonzero(scores >= floor[:, None])
         counts = np.bincount(q, minlength=len(scores))
         width = int(counts.max())
