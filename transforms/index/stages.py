@@ -39,7 +39,13 @@ from transforms.index.recall import (
     query_like,
 )
 from transforms.index.search import IndexSearcher, ServingInfo
-from transforms.index.source import ID_MAP_COLUMNS, ShardInfo, iter_batches, take_rows
+from transforms.index.source import (
+    ID_MAP_COLUMNS,
+    ShardInfo,
+    iter_batches,
+    iter_row_sets,
+    take_rows,
+)
 
 ID_MAP_SCHEMA = pa.schema(
     [
@@ -123,26 +129,32 @@ class Measured:
 
 # -- stage functions ------------------------------------------------------------------
 def draw_sample(info: ShardInfo, plan: IndexPlan, layout: IndexLayout) -> Iterator[SamplePart]:
-    """This shard's share of the uniform training sample and held-out queries."""
+    """This shard's share of the uniform training sample and held-out queries.
+
+    Training rows go to their file batch by batch: gathering the shard's share first and
+    then the training rows out of it cost two page-faulting copies of most of the shard."""
     empty = np.empty(0, np.int64)
     train, queries = plan.train_rows.get(info.shard, empty), plan.query_rows.get(info.shard, empty)
     if not len(train) and not len(queries):
         return
     t0 = time.perf_counter()
-    rows = np.union1d(train, queries)
-    x = take_rows(info.path, plan.space.dimensionality, rows)
-    train_path = None
-    if len(train):
-        train_path = layout.sample_part(info.shard)
-        with local_output(train_path) as path, open(path, "wb") as fh:
-            np.save(fh, x[np.searchsorted(rows, train)])
-    yield SamplePart(
-        info.shard,
-        train_path,
-        x[np.searchsorted(rows, queries)],
-        time.perf_counter() - t0,
-        rep.peak_rss_bytes(),
-    )
+    d = plan.space.dimensionality
+    train_path = layout.sample_part(info.shard) if len(train) else None
+    query_x = np.empty((len(queries), d), np.float32)
+    filled = 0
+    with contextlib.ExitStack() as stack:
+        sink = None
+        if train_path:
+            sink = stack.enter_context(open(stack.enter_context(local_output(train_path)), "wb"))
+            np.lib.format.write_array_header_1_0(
+                sink, {"descr": "<f4", "fortran_order": False, "shape": (len(train), d)}
+            )
+        for train_x, query_part in iter_row_sets(info.path, d, [train, queries]):
+            if sink is not None:
+                sink.write(train_x)
+            query_x[filled : filled + len(query_part)] = query_part
+            filled += len(query_part)
+    yield SamplePart(info.shard, train_path, query_x, time.perf_counter() - t0, rep.peak_rss_bytes())
 
 
 def _load_npy(uri: str) -> np.ndarray:
