@@ -23,7 +23,7 @@ D = 16
 @pytest.fixture()
 def shard(tmp_path, monkeypatch):
     """One 1,000-row shard in row groups of 300, read in batches of 128 rows."""
-    monkeypatch.setattr(source, "SAMPLE_BATCH_ROWS", 128)
+    monkeypatch.setattr(source, "SAMPLE_BATCH_BYTES", 128 * D * 4)
     x = gaussian_mixture(1000, D, clusters=5, seed=1)
     (path,) = write_shards(str(tmp_path / "run"), x, 1, row_group_rows=300)
     info = inspect_shard(number_shards([path])[0])

@@ -19,10 +19,10 @@ from transforms.embeddings_schema import SchemaMismatchError, validate_metadata
 
 ID_MAP_COLUMNS = ("chunk_id", "source_uri", "modality", "unit", "start", "end")
 BATCH_ROWS = 32_768
-# The sample pass is the first read in a fresh process: there, batches of 32,768 rows of
-# 768-d decoded at half the speed of 8,192-row ones (Arrow's default mimalloc pool; the add
+# The sample pass is the first read in a fresh process: there, 96 MiB batches (32,768 rows
+# of 768-d) decoded at half the speed of 24 MiB ones (Arrow's default mimalloc pool; the add
 # pass, which comes second, was faster with the larger batches).
-SAMPLE_BATCH_ROWS = 8_192
+SAMPLE_BATCH_BYTES = 24 << 20
 UNIT_NORM_TOLERANCE = 1e-3
 
 
@@ -127,7 +127,8 @@ def iter_row_sets(
     """Per batch of one shard, the vectors at each sorted row set's rows inside it: every
     set in one pass, and no gathered copy larger than a batch."""
     taken = [0] * len(row_sets)
-    for start, x, _ in iter_batches(path, d, batch_rows=SAMPLE_BATCH_ROWS):
+    batch_rows = max(1, SAMPLE_BATCH_BYTES // (4 * d))  # float32 vectors
+    for start, x, _ in iter_batches(path, d, batch_rows=batch_rows):
         pieces = []
         for n, rows in enumerate(row_sets):
             lo, hi = np.searchsorted(rows, [start, start + len(x)])
