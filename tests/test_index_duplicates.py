@@ -30,9 +30,16 @@ def test_identical_chunks_pass_the_recall_gate(tmp_path, duplicates, config, ind
     report = build_index(str(tmp_path), config, PipelineOptions(["--runner=FnApiRunner"]))
     assert report["index_type"] == index_type
     corpus = report["recall"]["corpus_leave_one_out"]["sweep"]
-    # every returned neighbour of a corpus vector is an identical copy: perfect at every nprobe
-    assert [p["recall_at_10"] for p in corpus] == [1.0] * len(corpus)
-    assert [p["recall_at_1"] for p in corpus] == [1.0] * len(corpus)
+    # once every list is probed, every returned neighbour of a corpus vector is an identical
+    # copy: ties deeper than the exact lists count as hits
+    assert corpus[-1]["nprobe"] >= (report["nlist"] or 1)
+    assert (corpus[-1]["recall_at_1"], corpus[-1]["recall_at_10"]) == (1.0, 1.0)
+    # Fewer lists may genuinely miss copies: k-means of 10 distinct points into 16 lists
+    # leaves twin centroids, and which twin a copy joins is decided by float rounding, which
+    # differs between CPUs (one machine put 9 of a vector's 300 copies in one twin's list).
+    # Probing more lists never finds fewer copies.
+    at_10 = [p["recall_at_10"] for p in corpus]
+    assert at_10 == sorted(at_10)
     # the gate's query-like vectors tie with 300 copies too: no miss once every list is probed
     # (fewer lists may genuinely miss: a query off the corpus can fall nearer another centroid)
     gate = report["recall"]["sweep"]
