@@ -26,7 +26,6 @@ import numpy as np
 from bench_common import (
     interleaved_best,
     load_average,
-    measure,
     print_breakdown,
     profile_breakdown,
     row,
@@ -98,29 +97,37 @@ def _settings(corpus: str, out: str, dim: int):
                          output=out, overrides=[f"dimensionality={dim}"])
 
 
-def bench_prepare(work: str, sizes: list[int], dim: int) -> dict:
+def bench_prepare(work: str, sizes: list[int], dim: int, repeats: int) -> dict:
+    """Beam and the loop at each size, ``repeats`` interleaved rounds, the best of each: one
+    slow minute on the shared machine otherwise lands on one side of one slope."""
     corpus = os.path.join(work, "corpus")
     results = []
     made = 0
     for docs in sizes:
         make_corpus(corpus, docs, made)
         made = docs
-        settings = _settings(corpus, os.path.join(work, f"out-{docs}"), dim)
-        wall, cpu = measure(lambda: graph.run_prepare(
-            settings, RunPaths(settings.config.output, f"bench-{docs}")))
-        beam = {"wall": wall, "cpu": cpu}
+        # every run writes to an output root of its own: a run never sees an earlier one
+        outs = [os.path.join(work, f"{side}-{docs}-{r}") for r in range(repeats)
+                for side in ("out", "loop")]
+        beam_settings = iter([_settings(corpus, out, dim) for out in outs[::2]])
+        loop_outs = iter(outs[1::2])
         chunks = 0
+
+        def beam():
+            settings = next(beam_settings)
+            graph.run_prepare(settings, RunPaths(settings.config.output, f"bench-{docs}"))
 
         def loop():
             nonlocal chunks
-            chunks = plain_loop(settings, corpus, os.path.join(work, f"loop-{docs}"))
+            chunks = plain_loop(settings, corpus, next(loop_outs))
 
-        wall, cpu = measure(loop)
-        results.append({"docs": docs, "chunks": chunks, "loop": {"wall": wall, "cpu": cpu},
-                        "beam": beam})
-        shutil.rmtree(os.path.join(work, f"out-{docs}"), ignore_errors=True)
-        shutil.rmtree(os.path.join(work, f"loop-{docs}"), ignore_errors=True)
-    print(f"prepare: text corpus at {len(sizes)} sizes ({load_average()})")
+        settings = _settings(corpus, outs[1], dim)
+        best = interleaved_best({"beam": beam, "loop": loop}, repeats=repeats)
+        results.append({"docs": docs, "chunks": chunks, **best})
+        for out in outs:
+            shutil.rmtree(out, ignore_errors=True)
+    print(f"prepare: text corpus at {len(sizes)} sizes, best of {repeats} interleaved runs "
+          f"each ({load_average()})")
     print(f"  {'docs':>7} {'chunks':>8} | {'loop CPU s':>10} {'wall s':>7} | {'Beam CPU s':>10} {'wall s':>7}")
     for r in results:
         print(f"  {r['docs']:7d} {r['chunks']:8d} | {r['loop']['cpu']:10.2f} {r['loop']['wall']:7.2f} | "
@@ -191,13 +198,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, nargs=2, default=[5000, 50000],
                         help="the two corpus sizes (documents; ~2 chunks each)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="interleaved Beam/loop runs per size; the best of each is used")
     parser.add_argument("--rows", type=int, default=50_000, help="rows for the Parquet write")
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--rows-json", help="write this script's bench-results rows here")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="embedpipe-bench-")
     try:
-        prepare = bench_prepare(work, sorted(args.docs), args.dim)
+        prepare = bench_prepare(work, sorted(args.docs), args.dim, args.repeats)
         parquet = bench_parquet(work, args.rows, args.dim)
         save_rows(args.rows_json, [
             row("prepare_marginal_cost_per_chunk_vs_plain_loop", prepare["cpu"]["beam_ms"],
