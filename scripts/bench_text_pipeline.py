@@ -110,6 +110,7 @@ def bench_prepare(work: str, sizes: list[int], dim: int, repeats: int) -> dict:
         outs = [os.path.join(work, f"{side}-{docs}-{r}") for r in range(repeats)
                 for side in ("out", "loop")]
         beam_settings = iter([_settings(corpus, out, dim) for out in outs[::2]])
+        loop_settings = _settings(corpus, outs[1], dim)  # sizes and chunks; the out dir is passed
         loop_outs = iter(outs[1::2])
         chunks = 0
 
@@ -119,9 +120,8 @@ def bench_prepare(work: str, sizes: list[int], dim: int, repeats: int) -> dict:
 
         def loop():
             nonlocal chunks
-            chunks = plain_loop(settings, corpus, next(loop_outs))
+            chunks = plain_loop(loop_settings, corpus, next(loop_outs))
 
-        settings = _settings(corpus, outs[1], dim)
         best = interleaved_best({"beam": beam, "loop": loop}, repeats=repeats)
         results.append({"docs": docs, "chunks": chunks, **best})
         for out in outs:
